@@ -1,0 +1,88 @@
+"""The ports: small protocols that every backend implements.
+
+Each port has a contract suite in ``twofold.testing`` that every adapter must pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Protocol
+
+from twofold.application.records import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+)
+
+__all__ = ["EventStore", "IdempotencyStore"]
+
+
+class EventStore(Protocol):
+    """The write side's log: streams of events, and one global order over all of them.
+
+    Promises (DESIGN section 2), on every backend:
+
+    1. ``append`` writes all of its events or none; a wrong ``expected_version`` raises
+       ConcurrencyError naming the expected and the actual version.
+    2. Appending events whose ids are stored already in the same stream at the same versions
+       returns the original result and stores nothing twice; the same ids with other content
+       raise DuplicateEventError.
+    3. Streams read from a version; ``read_all`` reads the global log after a position,
+       optionally filtered by type.
+    4. Once a reader has seen position p, no event below p becomes visible later.
+    5. ``subscribe`` yields past events, then live ones, woken by a notification.
+    6. Snapshots are kept per stream; the caller ignores those of another schema version.
+    8. A successful append is durable.
+    """
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: ExpectedVersion,
+    ) -> AppendResult: ...
+
+    async def read_stream(
+        self, stream_id: str, *, from_version: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]: ...
+
+    async def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]: ...
+
+    def subscribe(
+        self, *, after: int = 0, types: Collection[str] | None = None
+    ) -> AsyncIterator[RecordedEvent]: ...
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version; 0 when it has no events."""
+        ...
+
+    async def head_position(self) -> int:
+        """The position of the newest visible event; 0 when the log is empty."""
+        ...
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None: ...
+
+    async def close(self) -> None: ...
+
+
+class IdempotencyStore(Protocol):
+    """Remembers the first answer given to each idempotency key."""
+
+    async def get(self, key: str) -> tuple[str, bytes] | None:
+        """The (fingerprint, encoded result) stored for the key, or None."""
+        ...
+
+    async def put(self, key: str, fingerprint: str, result: bytes) -> tuple[str, bytes]:
+        """Store the answer unless the key is taken; return what is stored for the key."""
+        ...

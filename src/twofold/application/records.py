@@ -1,0 +1,107 @@
+"""What the event store keeps and returns: plain records, independent of any backend.
+
+``data`` and ``metadata`` are JSON bytes: the store never decodes them. The codec turns them
+into domain events (upcasting older schema versions on the way).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+import uuid
+from datetime import datetime
+
+import msgspec
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "AppendResult",
+    "ExpectedVersion",
+    "NewEvent",
+    "RecordedEvent",
+    "Snapshot",
+    "StreamState",
+    "uuid7",
+]
+
+
+class StreamState(enum.Enum):
+    """Expected states of a stream that are not an exact version."""
+
+    NO_STREAM = "no_stream"
+    """The stream must not exist yet (same as the exact version 0)."""
+    ANY = "any"
+    """Append whatever the stream's version is."""
+    STREAM_EXISTS = "stream_exists"
+    """The stream must have at least one event."""
+
+
+NO_STREAM = StreamState.NO_STREAM
+ANY = StreamState.ANY
+STREAM_EXISTS = StreamState.STREAM_EXISTS
+
+ExpectedVersion = int | StreamState
+"""An exact version (0 = the stream is empty), or one of the StreamState values."""
+
+
+class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event to append: its identity, its registered type and its encoded payload."""
+
+    event_id: uuid.UUID
+    type: str
+    schema_version: int = 1
+    data: bytes = b"{}"
+    metadata: bytes = b"{}"
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as stored: with its stream version, global position and time."""
+
+    event_id: uuid.UUID
+    stream_id: str
+    stream_version: int
+    position: int
+    type: str
+    schema_version: int
+    data: bytes
+    metadata: bytes
+    recorded_at: datetime
+
+
+class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of one append: the stream's new version and the last event's position."""
+
+    stream_id: str
+    version: int
+    position: int
+    events: tuple[RecordedEvent, ...] = ()
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """An aggregate's state at ``version``, encoded by its aggregate type.
+
+    ``schema_version`` is the aggregate type's snapshot version when it was taken; a snapshot
+    of any other version is ignored on load, never misread.
+    """
+
+    stream_id: str
+    aggregate_type: str
+    version: int
+    schema_version: int
+    state: bytes
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (version 7): 48 bits of Unix milliseconds, then random bits."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80 | rand
+    # Set version (7) and the RFC 4122 variant bits.
+    value &= ~(0xF << 76)
+    value |= 0x7 << 76
+    value &= ~(0x3 << 62)
+    value |= 0x2 << 62
+    return uuid.UUID(int=value)
