@@ -19,6 +19,7 @@ Each error carries the facts as attributes and a message that says what to do::
     ├── QueryError
     │   └── ConsistencyTimeoutError   a view did not reach min_position in time
     └── ProjectionError
+        ├── GenerationChangedError    another process switched the views; reload and go on
         ├── ProjectionStoppedError    a projection stopped after its retries
         └── UnknownProjectionError    no projection of that name is registered
 """
@@ -38,6 +39,7 @@ __all__ = [
     "DuplicateEventError",
     "EventStoreError",
     "FieldError",
+    "GenerationChangedError",
     "HandlerNotFoundError",
     "IdempotencyKeyReusedError",
     "ProjectionError",
@@ -159,9 +161,7 @@ class AggregateExistsError(CommandError):
     def __init__(self, aggregate_type: str, aggregate_id: str) -> None:
         self.aggregate_type = aggregate_type
         self.aggregate_id = aggregate_id
-        super().__init__(
-            f"{aggregate_type} {aggregate_id!r} exists already; choose another id"
-        )
+        super().__init__(f"{aggregate_type} {aggregate_id!r} exists already; choose another id")
 
 
 class DomainRuleError(CommandError):
@@ -186,9 +186,7 @@ class HandlerNotFoundError(CommandError):
 
     def __init__(self, message_type: str) -> None:
         self.message_type = message_type
-        super().__init__(
-            f"no handler is registered for {message_type}; register one on the bus"
-        )
+        super().__init__(f"no handler is registered for {message_type}; register one on the bus")
 
 
 class QueryError(TwofoldError):
@@ -198,9 +196,7 @@ class QueryError(TwofoldError):
 class ConsistencyTimeoutError(QueryError):
     """The views a query reads did not reach `min_position` before the timeout."""
 
-    def __init__(
-        self, projection: str, wanted: int, current: int, timeout: float
-    ) -> None:
+    def __init__(self, projection: str, wanted: int, current: int, timeout: float) -> None:
         self.projection = projection
         self.wanted = wanted
         self.current = current
@@ -215,6 +211,18 @@ class ConsistencyTimeoutError(QueryError):
 
 class ProjectionError(TwofoldError):
     """A projection failed or is unknown."""
+
+
+class GenerationChangedError(ProjectionError):
+    """The copy of the views a batch was written for is no longer the one being written."""
+
+    def __init__(self, projection: str, generation: int) -> None:
+        self.projection = projection
+        self.generation = generation
+        super().__init__(
+            f"projection {projection!r} no longer writes generation {generation} (a rebuild or "
+            "reset switched it); the runner reloads its state and goes on"
+        )
 
 
 class ProjectionStoppedError(ProjectionError):

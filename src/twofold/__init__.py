@@ -1,0 +1,86 @@
+"""twofold: CQRS with event sourcing for Python.
+
+Commands change state by recording events; projections fold those events into views;
+queries answer from the views, and can wait for a client's own write to show.
+"""
+
+from twofold.application.app import App, Service
+from twofold.application.commands import CommandBus, CommandContext, CommandResult
+from twofold.application.positions import PositionTracker
+from twofold.application.projections import Projection
+from twofold.application.queries import QueryBus
+from twofold.application.records import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendResult,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+    uuid7,
+)
+from twofold.application.repository import Repository
+from twofold.application.runner import ProjectionRunner
+from twofold.application.views import (
+    Collection,
+    ProjectionState,
+    ProjectionStatus,
+    ViewReader,
+    ViewTransaction,
+)
+from twofold.bootstrap import bootstrap
+from twofold.codec import Codec
+from twofold.domain.aggregate import Aggregate, when
+from twofold.domain.messages import Command, Event, Metadata, Query
+from twofold.errors import (
+    AggregateExistsError,
+    AggregateNotFoundError,
+    ConcurrencyError,
+    ConsistencyTimeoutError,
+    DomainRuleError,
+    TwofoldError,
+    ValidationError,
+)
+from twofold.settings import Settings
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "STREAM_EXISTS",
+    "Aggregate",
+    "AggregateExistsError",
+    "AggregateNotFoundError",
+    "App",
+    "AppendResult",
+    "Codec",
+    "Collection",
+    "Command",
+    "CommandBus",
+    "CommandContext",
+    "CommandResult",
+    "ConcurrencyError",
+    "ConsistencyTimeoutError",
+    "DomainRuleError",
+    "Event",
+    "Metadata",
+    "NewEvent",
+    "PositionTracker",
+    "Projection",
+    "ProjectionRunner",
+    "ProjectionState",
+    "ProjectionStatus",
+    "Query",
+    "QueryBus",
+    "RecordedEvent",
+    "Repository",
+    "Service",
+    "Settings",
+    "Snapshot",
+    "TwofoldError",
+    "ValidationError",
+    "ViewReader",
+    "ViewTransaction",
+    "bootstrap",
+    "uuid7",
+    "when",
+]

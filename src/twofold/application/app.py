@@ -1,0 +1,164 @@
+"""A user's service, declared as data (``Service``), and its running form (``App``).
+
+``Service`` says what the application is: its events, how to register its command and
+query handlers, its projections. ``twofold.bootstrap`` turns it into an ``App`` wired to
+the stores the settings name; nothing else constructs adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from twofold.application.commands import CommandBus, CommandResult
+from twofold.application.ports import EventStore, IdempotencyStore
+from twofold.application.positions import PositionTracker
+from twofold.application.projections import Projection
+from twofold.application.queries import DEFAULT_TIMEOUT, QueryBus
+from twofold.application.repository import Repository
+from twofold.application.runner import ProjectionRunner
+from twofold.application.views import ReadStore
+from twofold.codec import Codec
+from twofold.domain.messages import Command, Event, Metadata, Query
+from twofold.errors import UnknownProjectionError
+
+__all__ = ["App", "Service"]
+
+R = TypeVar("R")
+log = logging.getLogger("twofold.app")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Service:
+    """What an application is, as plain data.
+
+    - ``register(commands, queries)`` registers its handlers on the two buses;
+    - ``projections``: the projection classes (or instances) that build its views;
+    - ``events``: every event class (those the aggregates and projections name are found
+      anyway; list the rest here);
+    - ``configure_codec``: optional, to add upcasters.
+    """
+
+    name: str = "app"
+    register: Callable[[CommandBus, QueryBus], None]
+    projections: Sequence[type[Projection] | Projection] = ()
+    events: Sequence[type[Event]] = ()
+    configure_codec: Callable[[Codec], None] | None = None
+
+    def projection_instances(self) -> list[Projection]:
+        return [p() if isinstance(p, type) else p for p in self.projections]
+
+
+class App:
+    """A running service: stores, buses and projection runners, started and stopped together."""
+
+    def __init__(
+        self,
+        *,
+        service: Service,
+        codec: Codec,
+        event_store: EventStore,
+        read_store: ReadStore,
+        commands: CommandBus,
+        queries: QueryBus,
+        positions: PositionTracker,
+        runners: Sequence[ProjectionRunner],
+        idempotency: IdempotencyStore | None = None,
+        run_projections: bool = True,
+    ) -> None:
+        self.service = service
+        self.codec = codec
+        self.event_store = event_store
+        self.read_store = read_store
+        self.commands = commands
+        self.queries = queries
+        self.positions = positions
+        self.runners = {runner.name: runner for runner in runners}
+        self.idempotency = idempotency
+        self.run_projections = run_projections
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Callable[[], Any]] = []
+
+    @property
+    def repository(self) -> Repository:
+        return self.commands.repository
+
+    def on_close(self, closer: Callable[[], Any]) -> None:
+        """Call ``closer`` (sync or async) when the app closes, last registered first."""
+        self._closers.append(closer)
+
+    async def start(self) -> None:
+        """Prepare every projection; start the runners when this process runs them."""
+        for runner in self.runners.values():
+            await runner.start()
+        if self.run_projections:
+            for runner in self.runners.values():
+                self._tasks.append(asyncio.create_task(runner.run(), name=f"run-{runner.name}"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for closer in reversed(self._closers):
+            outcome = closer()
+            if asyncio.iscoroutine(outcome):
+                await outcome
+        self._closers.clear()
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- the two verbs --------------------------------------------------------------------
+
+    async def dispatch(
+        self,
+        command: Command,
+        metadata: Metadata | None = None,
+        *,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> CommandResult:
+        return await self.commands.dispatch(
+            command, metadata, idempotency_key=idempotency_key, expected_version=expected_version
+        )
+
+    async def ask(
+        self, query: Query[R], *, min_position: int | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> R:
+        return await self.queries.ask(query, min_position=min_position, timeout=timeout)
+
+    # -- operations -----------------------------------------------------------------------
+
+    def runner(self, name: str) -> ProjectionRunner:
+        runner = self.runners.get(name)
+        if runner is None:
+            raise UnknownProjectionError(name, list(self.runners))
+        return runner
+
+    async def wait_for_projections(
+        self, position: int | None = None, timeout: float = 10.0
+    ) -> None:
+        """Wait until every projection reached ``position`` (default: the head of the log)."""
+        if position is None:
+            position = await self.event_store.head_position()
+        await self.positions.wait(list(self.runners), position, timeout)
+
+    async def rebuild(self, name: str) -> int:
+        return await self.runner(name).rebuild()

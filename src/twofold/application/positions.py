@@ -1,0 +1,77 @@
+"""Waiting for a projection to reach a position: read-your-writes without sleep loops.
+
+Runners call ``advance`` after each commit; queries ``wait``. A waiter is a future resolved
+by the runner that passed its position, so a query wakes the moment its view is ready.
+Runners in other processes feed ``advance`` through a watcher of the read store's
+checkpoints (LISTEN/NOTIFY on PostgreSQL, a change detector on SQLite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Sequence
+
+from twofold.errors import ConsistencyTimeoutError
+
+__all__ = ["PositionTracker"]
+
+
+class PositionTracker:
+    """The latest committed position of each projection, and who waits for which."""
+
+    def __init__(self) -> None:
+        self._positions: dict[str, int] = {}
+        self._waiters: dict[str, list[tuple[int, int, asyncio.Future[None]]]] = {}
+        self._counter = itertools.count()
+
+    def position(self, projection: str) -> int:
+        return self._positions.get(projection, 0)
+
+    def advance(self, projection: str, position: int) -> None:
+        """Record that ``projection`` committed up to ``position``; wake who waited for it."""
+        if position <= self._positions.get(projection, -1):
+            return
+        self._positions[projection] = position
+        waiters = self._waiters.get(projection)
+        while waiters and waiters[0][0] <= position:
+            _, _, future = heapq.heappop(waiters)
+            if not future.done():
+                future.set_result(None)
+
+    def reset(self, projection: str, position: int) -> None:
+        """Set the position outright (after a reset or a switch to a rebuilt copy)."""
+        self._positions[projection] = position
+        self.advance(projection, position)
+
+    async def wait(self, projections: Sequence[str], position: int, timeout: float) -> None:
+        """Return once every projection reached ``position``; ConsistencyTimeoutError after
+        ``timeout`` seconds, naming the projection that lags and by how much."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for name in projections:
+            if self._positions.get(name, 0) >= position:
+                continue
+            future: asyncio.Future[None] = loop.create_future()
+            heapq.heappush(
+                self._waiters.setdefault(name, []), (position, next(self._counter), future)
+            )
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(future, remaining)
+            except TimeoutError:
+                future.cancel()
+                self._drop_done(name)
+                raise ConsistencyTimeoutError(
+                    name, position, self._positions.get(name, 0), timeout
+                ) from None
+
+    def _drop_done(self, projection: str) -> None:
+        waiters = self._waiters.get(projection)
+        if waiters:
+            kept = [w for w in waiters if not w[2].done()]
+            heapq.heapify(kept)
+            self._waiters[projection] = kept

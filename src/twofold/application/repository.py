@@ -1,0 +1,132 @@
+"""Loading aggregates (snapshot plus later events) and saving what they recorded."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+from twofold.application.ports import EventStore
+from twofold.application.records import NO_STREAM, AppendResult, ExpectedVersion, Snapshot
+from twofold.codec import Codec, decode_json, encode_json
+from twofold.domain.aggregate import Aggregate
+from twofold.domain.messages import Metadata
+from twofold.errors import (
+    AggregateExistsError,
+    AggregateNotFoundError,
+    ConcurrencyError,
+    SerializationError,
+)
+
+__all__ = ["Repository"]
+
+A = TypeVar("A", bound=Aggregate)
+log = logging.getLogger("twofold.repository")
+
+
+class Repository:
+    """Aggregates in and out of one event store, through one codec."""
+
+    def __init__(self, store: EventStore, codec: Codec) -> None:
+        self.store = store
+        self.codec = codec
+        self._registered: set[type[Aggregate]] = set()
+
+    def _register(self, cls: type[Aggregate]) -> None:
+        # An aggregate's events are registered with the codec the first time it is used.
+        if cls not in self._registered:
+            self.codec.register(*cls.event_types())
+            self._registered.add(cls)
+
+    async def load(self, cls: type[A], id: str) -> A | None:
+        """The aggregate rebuilt from its latest usable snapshot and later events, or None."""
+        self._register(cls)
+        aggregate = cls(id)
+        stream_id = aggregate.stream_id
+        if cls.snapshot_every:
+            snapshot = await self.store.load_snapshot(stream_id)
+            if snapshot is not None:
+                self._restore(aggregate, snapshot)
+        events = await self.store.read_stream(stream_id, from_version=aggregate.version + 1)
+        decode = self.codec.decode
+        for record in events:
+            aggregate.apply_stored(decode(record), record.stream_version)
+        if aggregate.version == 0:
+            return None
+        return aggregate
+
+    async def get(self, cls: type[A], id: str) -> A:
+        """The aggregate, or AggregateNotFoundError when it has no events."""
+        aggregate = await self.load(cls, id)
+        if aggregate is None:
+            raise AggregateNotFoundError(cls.__name__, id)
+        return aggregate
+
+    async def exists(self, cls: type[Aggregate], id: str) -> bool:
+        return await self.store.stream_version(cls.stream_id_for(id)) > 0
+
+    async def save(
+        self,
+        aggregate: Aggregate,
+        metadata: Metadata | None = None,
+        *,
+        expected_version: ExpectedVersion | None = None,
+    ) -> AppendResult | None:
+        """Append the aggregate's pending events; None when it recorded nothing.
+
+        ``expected_version`` defaults to the version the aggregate was loaded at, so a
+        concurrent writer makes this raise ConcurrencyError instead of being overwritten.
+        """
+        pending = aggregate.pending_events
+        if not pending:
+            return None
+        self._register(type(aggregate))
+        encoded_metadata = self.codec.encode_metadata(metadata)
+        new_events = [self.codec.new_event(event, encoded_metadata) for event in pending]
+        if expected_version is None:
+            expected_version = aggregate.version if aggregate.version else NO_STREAM
+        try:
+            result = await self.store.append(
+                aggregate.stream_id, new_events, expected_version=expected_version
+            )
+        except ConcurrencyError:
+            if expected_version is NO_STREAM or expected_version == 0:
+                raise AggregateExistsError(type(aggregate).__name__, aggregate.id) from None
+            raise
+        before = aggregate.version
+        aggregate.mark_saved(result.version)
+        every = type(aggregate).snapshot_every
+        if every and result.version // every > before // every:
+            await self._snapshot(aggregate)
+        return result
+
+    async def _snapshot(self, aggregate: Aggregate) -> None:
+        cls = type(aggregate)
+        snapshot = Snapshot(
+            stream_id=aggregate.stream_id,
+            aggregate_type=cls.__name__,
+            version=aggregate.version,
+            schema_version=cls.snapshot_version,
+            state=encode_json(aggregate.snapshot_state()),
+        )
+        await self.store.save_snapshot(snapshot)
+
+    def _restore(self, aggregate: Aggregate, snapshot: Snapshot) -> None:
+        cls = type(aggregate)
+        # A snapshot of another shape is ignored, never misread: the events are the truth.
+        if snapshot.schema_version != cls.snapshot_version or snapshot.aggregate_type != (
+            cls.__name__
+        ):
+            return
+        try:
+            raw: dict[str, Any] = decode_json(snapshot.state)
+            fields = cls.state_fields()
+            state = {
+                name: self.codec.convert(value, fields[name])
+                for name, value in raw.items()
+                if name in fields
+            }
+        except (SerializationError, ValueError) as exc:
+            log.warning("ignoring unreadable snapshot of %s: %s", snapshot.stream_id, exc)
+            return
+        aggregate.restore_state(state)
+        aggregate.version = snapshot.version

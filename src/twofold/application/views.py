@@ -1,0 +1,198 @@
+"""The read store port: collections of JSON documents, projection checkpoints, dead letters.
+
+A view is a document (a JSON object) under a key in a named collection. A collection
+declares which top-level fields are indexed; queries filter, range and order only on those
+(plus ``key``), so every query a view answers is an index lookup.
+
+Projections write through a ``ViewTransaction`` (synchronous: a batch applies in one
+transaction on the store's own thread or connection, and its checkpoint commits with it).
+Queries read through the async ``ViewReader``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from twofold.application.records import RecordedEvent
+
+__all__ = [
+    "Collection",
+    "DeadLetter",
+    "Order",
+    "ProjectionState",
+    "ProjectionStatus",
+    "ReadStore",
+    "ViewReader",
+    "ViewTransaction",
+]
+
+Document = dict[str, Any]
+IndexType = type[str] | type[int] | type[float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Collection:
+    """A named set of documents, with the fields it indexes: ``{"status": str}``."""
+
+    name: str
+    indexes: Mapping[str, IndexType] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or not self.name.islower():
+            raise ValueError(
+                f"collection name {self.name!r} must be a lower-case identifier (a-z, 0-9, _)"
+            )
+        for field, kind in self.indexes.items():
+            if not field.isidentifier() or field == "key":
+                raise ValueError(f"index {field!r} of {self.name!r} must be an identifier, not key")
+            if kind not in (str, int, float):
+                raise ValueError(f"index {field!r} of {self.name!r} must be str, int or float")
+
+
+Order = tuple[str, str]
+"""An ordering term: (field, "asc" | "desc"); the field is an index or ``key``."""
+
+
+class ViewTransaction(Protocol):
+    """What a projection handler may do, inside the batch's transaction.
+
+    ``record`` is the event being applied (its position, stream version, time).
+    """
+
+    record: RecordedEvent
+
+    def get(self, collection: str, key: str) -> Document | None: ...
+
+    def put(self, collection: str, key: str, document: Document) -> None: ...
+
+    def delete(self, collection: str, key: str) -> None: ...
+
+    def find(self, collection: str, where: Mapping[str, Any]) -> list[Document]:
+        """Documents whose indexed fields equal ``where``'s values, in key order."""
+        ...
+
+
+class ViewReader(Protocol):
+    """What a query handler may do: read the active copy of the views."""
+
+    async def get(self, collection: str, key: str) -> Document | None: ...
+
+    async def find(
+        self,
+        collection: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        between: Mapping[str, tuple[Any, Any]] | None = None,
+        order_by: Sequence[Order] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Document]:
+        """Equality on ``where``, inclusive ranges on ``between`` (either end may be None)."""
+        ...
+
+    async def count(
+        self,
+        collection: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        between: Mapping[str, tuple[Any, Any]] | None = None,
+    ) -> int: ...
+
+
+class ProjectionStatus(enum.Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    REBUILDING = "rebuilding"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProjectionState:
+    """Where a projection stands: active generation, checkpoint, status."""
+
+    name: str
+    generation: int
+    checkpoint: int
+    status: ProjectionStatus
+    error: str | None = None
+    updated_at: datetime | None = None
+    last_event_at: datetime | None = None
+    """``recorded_at`` of the last event applied: how fresh the views are."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a projection parked: it failed, or an earlier event of its stream did."""
+
+    projection: str
+    position: int
+    stream_id: str
+    error: str
+    parked_at: datetime
+    record: RecordedEvent
+
+
+ApplyBatch = Callable[[ViewTransaction], None]
+
+
+class ReadStore(ViewReader, Protocol):
+    """Views plus the bookkeeping of the projections that write them.
+
+    Every ``commit_batch`` writes the views, the checkpoint and any dead letters in ONE
+    transaction, and only if ``generation`` is still the one being written (the active one,
+    or the one a rebuild fills); otherwise it raises GenerationChangedError and writes nothing.
+    """
+
+    async def prepare(self, projection: str, collections: Sequence[Collection]) -> ProjectionState:
+        """Create the projection's bookkeeping and its active tables if missing."""
+        ...
+
+    async def state(self, projection: str) -> ProjectionState: ...
+
+    async def states(self) -> list[ProjectionState]: ...
+
+    async def commit_batch(
+        self,
+        projection: str,
+        generation: int,
+        apply: ApplyBatch,
+        *,
+        checkpoint: int,
+        last_event_at: datetime | None,
+        parked: Sequence[tuple[RecordedEvent, str]] = (),
+    ) -> None: ...
+
+    async def set_status(
+        self, projection: str, status: ProjectionStatus, error: str | None = None
+    ) -> None: ...
+
+    async def begin_rebuild(self, projection: str, collections: Sequence[Collection]) -> int:
+        """Create empty tables for a new generation (checkpoint 0) and return its number."""
+        ...
+
+    async def checkpoint(self, projection: str, generation: int) -> int: ...
+
+    async def switch(self, projection: str, generation: int) -> None:
+        """Make ``generation`` the active copy, atomically, and drop the old one."""
+        ...
+
+    async def reset(self, projection: str, collections: Sequence[Collection]) -> None:
+        """Empty the views and set the checkpoint to 0 (a rebuild without blue/green)."""
+        ...
+
+    async def dead_letters(self, projection: str, generation: int) -> list[DeadLetter]: ...
+
+    async def release_dead_letters(
+        self,
+        projection: str,
+        generation: int,
+        apply: ApplyBatch,
+        positions: Sequence[int],
+    ) -> None:
+        """Apply ``apply`` and delete the given dead letters in one transaction."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,130 @@
+"""The composition root: the only place that constructs adapters.
+
+``bootstrap(service, settings)`` opens the stores named by the settings' URLs, builds the
+codec, the buses with their middleware, and a runner per projection, and returns the App.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from twofold.application.app import App, Service
+from twofold.application.commands import CommandBus
+from twofold.application.middleware import default_middleware
+from twofold.application.ports import EventStore, IdempotencyStore
+from twofold.application.positions import PositionTracker
+from twofold.application.queries import QueryBus
+from twofold.application.repository import Repository
+from twofold.application.runner import ProjectionRunner
+from twofold.application.views import ReadStore
+from twofold.codec import Codec
+from twofold.errors import ConfigurationError
+from twofold.settings import Settings
+
+__all__ = ["bootstrap", "open_event_store", "open_read_store"]
+
+
+def sqlite_path(url: str, setting: str) -> str:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``sqlite://:memory:``."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ConfigurationError(f"{setting} {url!r} is not a sqlite:// URL")
+    path = url[len("sqlite://") :]
+    if path.startswith("/"):
+        path = path[1:]
+    if not path:
+        raise ConfigurationError(
+            f"{setting} {url!r} names no file; use sqlite:///twofold.db (relative) or "
+            "sqlite:////absolute/path.db"
+        )
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+async def open_event_store(url: str) -> tuple[EventStore, IdempotencyStore]:
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from twofold.adapters.memory.event_store import InMemoryEventStore
+        from twofold.adapters.memory.idempotency import InMemoryIdempotencyStore
+
+        return InMemoryEventStore(), InMemoryIdempotencyStore()
+    if scheme == "sqlite":
+        from twofold.adapters.sqlite.event_store import SQLiteEventStore
+        from twofold.adapters.sqlite.idempotency import SQLiteIdempotencyStore
+
+        path = sqlite_path(url, "TWOFOLD_EVENT_STORE")
+        store = await SQLiteEventStore.open(path)
+        return store, await SQLiteIdempotencyStore.open(path)
+    if scheme in ("postgresql", "postgres"):
+        from twofold.adapters.postgres import open_postgres_event_store
+
+        return await open_postgres_event_store(url)
+    raise ConfigurationError(
+        f"TWOFOLD_EVENT_STORE {url!r}: unknown scheme {scheme!r}; use sqlite:///file.db, "
+        "postgresql://host/db or memory://"
+    )
+
+
+async def open_read_store(url: str) -> ReadStore:
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from twofold.adapters.sqlite.read_store import SQLiteReadStore
+
+        return await SQLiteReadStore.open(sqlite_path(url, "TWOFOLD_READ_STORE"))
+    if scheme in ("postgresql", "postgres"):
+        from twofold.adapters.postgres import open_postgres_read_store
+
+        return await open_postgres_read_store(url)
+    raise ConfigurationError(
+        f"TWOFOLD_READ_STORE {url!r}: unknown scheme {scheme!r}; use sqlite:///views.db or "
+        "postgresql://host/db"
+    )
+
+
+async def bootstrap(service: Service, settings: Settings | None = None) -> App:
+    """Build the App for ``service`` from ``settings`` (default: the environment)."""
+    settings = settings if settings is not None else Settings.from_env()
+    codec = Codec(service.events)
+    if service.configure_codec is not None:
+        service.configure_codec(codec)
+    event_store, idempotency = await open_event_store(settings.event_store)
+    try:
+        read_store = await open_read_store(settings.read_store)
+    except BaseException:
+        await event_store.close()
+        raise
+    repository = Repository(event_store, codec)
+    commands = CommandBus(repository, middleware=default_middleware(idempotency))
+    positions = PositionTracker()
+    queries = QueryBus(read_store, positions)
+    service.register(commands, queries)
+    runners = [
+        ProjectionRunner(
+            projection,
+            event_store=event_store,
+            read_store=read_store,
+            codec=codec,
+            positions=positions,
+        )
+        for projection in service.projection_instances()
+    ]
+    app = App(
+        service=service,
+        codec=codec,
+        event_store=event_store,
+        read_store=read_store,
+        commands=commands,
+        queries=queries,
+        positions=positions,
+        runners=runners,
+        idempotency=idempotency,
+        run_projections=settings.projections == "run",
+    )
+    app.on_close(event_store.close)
+    app.on_close(read_store.close)
+    close_idempotency = getattr(idempotency, "close", None)
+    if close_idempotency is not None:
+        app.on_close(close_idempotency)
+    return app
