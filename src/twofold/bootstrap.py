@@ -54,9 +54,8 @@ async def open_event_store(url: str) -> tuple[EventStore, IdempotencyStore]:
         from twofold.adapters.sqlite.event_store import SQLiteEventStore
         from twofold.adapters.sqlite.idempotency import SQLiteIdempotencyStore
 
-        path = sqlite_path(url, "TWOFOLD_EVENT_STORE")
-        store = await SQLiteEventStore.open(path)
-        return store, await SQLiteIdempotencyStore.open(path)
+        store = await SQLiteEventStore.open(sqlite_path(url, "TWOFOLD_EVENT_STORE"))
+        return store, SQLiteIdempotencyStore(store)
     if scheme in ("postgresql", "postgres"):
         from twofold.adapters.postgres import open_postgres_event_store
 

@@ -9,8 +9,8 @@ Each error carries the facts as attributes and a message that says what to do::
     │   ├── DuplicateEventError       an event_id is stored already with other content
     │   └── StoreClosedError          the store was closed; make a new one
     ├── SerializationError            a type is unknown or its data does not fit
+    ├── ValidationError               a message's fields are invalid (lists the fields)
     ├── CommandError
-    │   ├── ValidationError           the command's fields are invalid (lists the fields)
     │   ├── AggregateNotFoundError    the command targets an aggregate that does not exist
     │   ├── AggregateExistsError      the command creates an aggregate that exists already
     │   ├── DomainRuleError           a business rule refused the command (409-like)
@@ -133,8 +133,8 @@ class FieldError:
         return {"field": self.field, "message": self.message}
 
 
-class ValidationError(CommandError):
-    """The message's fields are invalid; `errors` lists each field and what is wrong."""
+class ValidationError(TwofoldError):
+    """A command's or query's fields are invalid; `errors` lists each field and what is wrong."""
 
     def __init__(self, errors: Sequence[FieldError] | Mapping[str, str]) -> None:
         if isinstance(errors, Mapping):

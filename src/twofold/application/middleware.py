@@ -61,7 +61,7 @@ class IdempotencyMiddleware:
                     return self._replay(key, fingerprint, stored)
                 try:
                     result = await call_next(envelope)
-                except CommandError:
+                except (CommandError, ConcurrencyError):
                     # Another process may have run the same command first.
                     stored = await self.store.get(key)
                     if stored is not None:

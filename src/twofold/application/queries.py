@@ -82,6 +82,7 @@ class QueryBus:
         if route is None:
             raise HandlerNotFoundError(type(query).__name__)
         handler, reads = route
+        query.validate()
         if min_position is not None:
             if min_position < 0:
                 raise ValidationError({"min_position": "must be 0 or more"})

@@ -22,10 +22,10 @@ from twofold.application.records import RecordedEvent
 __all__ = [
     "Collection",
     "DeadLetter",
-    "Order",
     "ProjectionState",
     "ProjectionStatus",
     "ReadStore",
+    "SortBy",
     "ViewReader",
     "ViewTransaction",
 ]
@@ -53,7 +53,7 @@ class Collection:
                 raise ValueError(f"index {field!r} of {self.name!r} must be str, int or float")
 
 
-Order = tuple[str, str]
+SortBy = tuple[str, str]
 """An ordering term: (field, "asc" | "desc"); the field is an index or ``key``."""
 
 
@@ -87,7 +87,7 @@ class ViewReader(Protocol):
         *,
         where: Mapping[str, Any] | None = None,
         between: Mapping[str, tuple[Any, Any]] | None = None,
-        order_by: Sequence[Order] = (),
+        order_by: Sequence[SortBy] = (),
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Document]:

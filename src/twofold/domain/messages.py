@@ -65,7 +65,13 @@ class Command(Message):
 
 
 class Query(Message, Generic[R]):
-    """A question, answered from the views (``GetOrder``). ``R`` is the answer's type."""
+    """A question, answered from the views (``GetOrder``). ``R`` is the answer's type.
+
+    Override ``validate`` to check the fields (paging, ranges); the QueryBus calls it first.
+    """
+
+    def validate(self) -> None:
+        """Raise ValidationError when a field is invalid. The default accepts everything."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

@@ -41,9 +41,9 @@ from twofold.application.views import (
     Collection,
     DeadLetter,
     Document,
-    Order,
     ProjectionState,
     ProjectionStatus,
+    SortBy,
 )
 from twofold.codec import decode_json
 from twofold.errors import GenerationChangedError, StoreClosedError, UnknownProjectionError
@@ -465,7 +465,7 @@ class SQLiteReadStore:
         *,
         where: Mapping[str, Any] | None = None,
         between: Mapping[str, tuple[Any, Any]] | None = None,
-        order_by: Sequence[Order] = (),
+        order_by: Sequence[SortBy] = (),
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Document]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from twofold.application.views import Collection, Order
+from twofold.application.views import Collection, SortBy
 from twofold.errors import ConfigurationError, QueryError
 
 __all__ = ["ViewSchema", "collection_table", "create_collection_sql", "from_us", "to_us"]
@@ -106,7 +106,7 @@ class ViewSchema:
         what: str,
         where: Mapping[str, Any] | None,
         between: Mapping[str, tuple[Any, Any]] | None,
-        order_by: Sequence[Order],
+        order_by: Sequence[SortBy],
         limit: int | None,
         offset: int,
     ) -> tuple[str, list[Any]]:
