@@ -1,0 +1,36 @@
+"""The tree stays clean: ruff over src and tests, mypy --strict over src.
+
+They run as tests so the one test command checks them too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
+def test_ruff_finds_nothing() -> None:
+    result = run("ruff", "check", "src", "tests", "bench")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_finds_nothing() -> None:
+    result = run("mypy")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_public_api_is_sorted_and_complete() -> None:
+    import twofold
+
+    assert list(twofold.__all__) == sorted(twofold.__all__)
+    for name in twofold.__all__:
+        assert hasattr(twofold, name), name
