@@ -15,12 +15,13 @@ Encoders and decoders are built once per type and reused on the hot path.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import msgspec
 
-from twofold.application.records import NewEvent, RecordedEvent, uuid7
+from twofold.application.records import NewEvent, RecordedEvent, StreamData, uuid7
 from twofold.domain.messages import Event, Metadata
 from twofold.errors import ConfigurationError, SerializationError
 
@@ -50,6 +51,7 @@ class Codec:
     def __init__(self, event_types: Iterable[type[Event]] = ()) -> None:
         self._types: dict[str, type[Event]] = {}
         self._decoders: dict[str, msgspec.json.Decoder[Any]] = {}
+        self._versions: dict[str, int] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         self._metadata_cache: dict[tuple[str | None, ...], bytes] = {}
         self.register(*event_types)
@@ -71,6 +73,7 @@ class Codec:
                 )
             self._types[name] = cls
             self._decoders[name] = msgspec.json.Decoder(cls)
+            self._versions[name] = cls.__event_version__
 
     def upcaster(self, type_name: str, *, from_version: int) -> Callable[[Upcaster], Upcaster]:
         """Register a function that turns ``type_name`` data of ``from_version`` into the next."""
@@ -138,37 +141,82 @@ class Codec:
 
     def decode(self, record: RecordedEvent | NewEvent) -> Event:
         """The domain event a record holds, upcast to its class's current version."""
-        name = record.type
-        decoder = self._decoders.get(name)
+        return self.decode_data(
+            record.type, record.schema_version, record.data, getattr(record, "position", None)
+        )
+
+    def decode_data(
+        self, type_name: str, schema_version: int, data: bytes, position: int | None = None
+    ) -> Event:
+        """The domain event stored as ``data`` of ``type_name`` at ``schema_version``,
+        upcast to its class's current version (``position`` only names it in errors)."""
+        decoder = self._decoders.get(type_name)
+        if decoder is not None and schema_version == self._versions[type_name]:
+            try:
+                return decoder.decode(data)  # type: ignore[no-any-return]
+            except msgspec.ValidationError as exc:
+                raise self._misfit(type_name, schema_version, exc) from exc
         if decoder is None:
+            where = "" if position is None else f" at position {position}"
             raise SerializationError(
-                f"event type {name!r} at position {getattr(record, 'position', '?')} is not "
-                "registered; register its class with the codec"
+                f"event type {type_name!r}{where} is not registered; register its class with "
+                "the codec"
             )
-        current = self._types[name].__event_version__
+        return self._upcast(type_name, schema_version, data)
+
+    def replay(self, rows: Iterable[StreamData], apply: Callable[[Event, int], None]) -> None:
+        """Decode stored rows ``(stream_version, type, schema_version, data)`` in order and
+        hand each event to ``apply(event, stream_version)``.
+
+        The hot path of loading aggregates: the decoder is looked up once per run of events
+        of one type and schema version, not once per event.
+        """
+        last_type, last_schema = "", -1
+        decode: Callable[[bytes], Event] = self._decoder_for("", -1)
+        for version, type_name, schema_version, data in rows:
+            if type_name != last_type or schema_version != last_schema:
+                decode = self._decoder_for(type_name, schema_version)
+                last_type, last_schema = type_name, schema_version
+            try:
+                event = decode(data)
+            except msgspec.ValidationError as exc:
+                raise self._misfit(type_name, schema_version, exc) from exc
+            apply(event, version)
+
+    def _decoder_for(self, type_name: str, schema_version: int) -> Callable[[bytes], Event]:
+        decoder = self._decoders.get(type_name)
+        if decoder is not None and schema_version == self._versions[type_name]:
+            return decoder.decode
+        return functools.partial(self.decode_data, type_name, schema_version)
+
+    def _upcast(self, name: str, schema_version: int, data: bytes) -> Event:
+        current = self._versions[name]
+        if schema_version > current:
+            raise SerializationError(
+                f"event {name!r} is stored at schema version {schema_version}, newer "
+                f"than the registered class (version {current}); deploy the newer code"
+            )
         try:
-            if record.schema_version == current:
-                return decoder.decode(record.data)  # type: ignore[no-any-return]
-            if record.schema_version > current:
-                raise SerializationError(
-                    f"event {name!r} is stored at schema version {record.schema_version}, newer "
-                    f"than the registered class (version {current}); deploy the newer code"
-                )
-            data: dict[str, Any] = _any_decoder.decode(record.data)
-            for version in range(record.schema_version, current):
+            raw: dict[str, Any] = _any_decoder.decode(data)
+            for version in range(schema_version, current):
                 fn = self._upcasters.get((name, version))
                 if fn is None:
                     raise SerializationError(
                         f"event {name!r} is stored at schema version {version} and no upcaster "
                         f"from version {version} is registered; add one with Codec.upcaster"
                     )
-                data = fn(data)
-            return msgspec.convert(data, self._types[name])
+                raw = fn(raw)
+            return msgspec.convert(raw, self._types[name])
         except msgspec.ValidationError as exc:
-            raise SerializationError(
-                f"stored data of event {name!r} (schema version {record.schema_version}) does "
-                f"not fit {self._types[name].__qualname__}: {exc}"
-            ) from exc
+            raise self._misfit(name, schema_version, exc) from exc
+
+    def _misfit(
+        self, name: str, schema_version: int, exc: msgspec.ValidationError
+    ) -> SerializationError:
+        return SerializationError(
+            f"stored data of event {name!r} (schema version {schema_version}) does "
+            f"not fit {self._types[name].__qualname__}: {exc}"
+        )
 
     @staticmethod
     def decode_metadata(record: RecordedEvent) -> Metadata:

@@ -14,9 +14,10 @@ from twofold.application.records import (
     NewEvent,
     RecordedEvent,
     Snapshot,
+    StreamData,
 )
 
-__all__ = ["EventStore", "IdempotencyStore"]
+__all__ = ["EventStore", "IdempotencyStore", "StreamDataReader"]
 
 
 class EventStore(Protocol):
@@ -74,6 +75,19 @@ class EventStore(Protocol):
     async def load_snapshot(self, stream_id: str) -> Snapshot | None: ...
 
     async def close(self) -> None: ...
+
+
+class StreamDataReader(Protocol):
+    """Optional, beside EventStore: a stream's events read narrowly, for loading aggregates.
+
+    Only what rebuilding state needs (no ids, metadata or times), in version order; the
+    Repository uses it when the store has it, and ``read_stream`` otherwise. It must return
+    the same events as ``read_stream`` with the same arguments.
+    """
+
+    async def read_stream_data(
+        self, stream_id: str, *, from_version: int = 1
+    ) -> list[StreamData]: ...
 
 
 class IdempotencyStore(Protocol):

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from twofold.application.ports import EventStore
-from twofold.application.records import NO_STREAM, AppendResult, ExpectedVersion, Snapshot
+from twofold.application.records import (
+    NO_STREAM,
+    AppendResult,
+    ExpectedVersion,
+    Snapshot,
+    StreamData,
+)
 from twofold.codec import Codec, decode_json, encode_json
 from twofold.domain.aggregate import Aggregate
 from twofold.domain.messages import Metadata
@@ -22,6 +29,11 @@ __all__ = ["Repository"]
 A = TypeVar("A", bound=Aggregate)
 log = logging.getLogger("twofold.repository")
 
+# Streams known to hold events. Events are never deleted, so a stream that exists keeps
+# existing: a positive answer stays true and "the customer must exist" checks need not ask
+# the store again. Bounded; when full it starts over.
+_KNOWN_STREAMS = 65_536
+
 
 class Repository:
     """Aggregates in and out of one event store, through one codec."""
@@ -30,6 +42,16 @@ class Repository:
         self.store = store
         self.codec = codec
         self._registered: set[type[Aggregate]] = set()
+        self._known: set[str] = set()
+        # A store that can read narrowly (StreamDataReader) loads aggregates faster.
+        self._read_data: Callable[..., Awaitable[list[StreamData]]] | None = getattr(
+            store, "read_stream_data", None
+        )
+
+    def _knows(self, stream_id: str) -> None:
+        if len(self._known) >= _KNOWN_STREAMS:
+            self._known.clear()
+        self._known.add(stream_id)
 
     def _register(self, cls: type[Aggregate]) -> None:
         # An aggregate's events are registered with the codec the first time it is used.
@@ -46,12 +68,18 @@ class Repository:
             snapshot = await self.store.load_snapshot(stream_id)
             if snapshot is not None:
                 self._restore(aggregate, snapshot)
-        events = await self.store.read_stream(stream_id, from_version=aggregate.version + 1)
-        decode = self.codec.decode
-        for record in events:
-            aggregate.apply_stored(decode(record), record.stream_version)
+        apply = aggregate.apply_stored
+        if self._read_data is not None:
+            rows = await self._read_data(stream_id, from_version=aggregate.version + 1)
+            self.codec.replay(rows, apply)
+        else:
+            events = await self.store.read_stream(stream_id, from_version=aggregate.version + 1)
+            decode = self.codec.decode
+            for record in events:
+                apply(decode(record), record.stream_version)
         if aggregate.version == 0:
             return None
+        self._knows(stream_id)
         return aggregate
 
     async def get(self, cls: type[A], id: str) -> A:
@@ -62,7 +90,13 @@ class Repository:
         return aggregate
 
     async def exists(self, cls: type[Aggregate], id: str) -> bool:
-        return await self.store.stream_version(cls.stream_id_for(id)) > 0
+        stream_id = cls.stream_id_for(id)
+        if stream_id in self._known:
+            return True
+        if await self.store.stream_version(stream_id) > 0:
+            self._knows(stream_id)
+            return True
+        return False
 
     async def save(
         self,
@@ -94,6 +128,7 @@ class Repository:
             raise
         before = aggregate.version
         aggregate.mark_saved(result.version)
+        self._knows(result.stream_id)
         every = type(aggregate).snapshot_every
         if every and result.version // every > before // every:
             await self._snapshot(aggregate)

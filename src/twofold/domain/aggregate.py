@@ -119,7 +119,12 @@ class Aggregate:
 
     def apply_stored(self, event: Event, version: int) -> None:
         """Apply an event read from the store (no rules are checked)."""
-        self._apply(event)
+        # _apply, inlined: this runs once per stored event on every load.
+        name = self._handlers.get(type(event))
+        if name is None:
+            self._apply(event)  # raises, naming the missing handler
+        else:
+            getattr(self, name)(event)
         self.version = version
 
     def _apply(self, event: Event) -> None:

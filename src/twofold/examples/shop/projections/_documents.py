@@ -9,6 +9,7 @@ rebuilt from the log equals the live one.
 from __future__ import annotations
 
 import decimal
+import functools
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -24,8 +25,13 @@ _MONEY = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN)
 _CENTS = Decimal("0.01")
 
 
+@functools.lru_cache(maxsize=256)
 def timestamp(moment: datetime) -> str:
-    """``moment`` as fixed-precision ISO 8601 UTC text; naive times are taken as UTC."""
+    """``moment`` as fixed-precision ISO 8601 UTC text; naive times are taken as UTC.
+
+    Cached: the events of one group commit share their ``recorded_at``, and a batch applies
+    many of them. Equal datetimes are the same instant, so they have the same text.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
