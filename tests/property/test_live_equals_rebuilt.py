@@ -30,7 +30,7 @@ money = st.decimals(min_value=Decimal("0"), max_value=Decimal("99.99"), places=2
 items = st.lists(
     st.builds(
         shop.OrderItem,
-        product_id=ids(PRODUCTS + ["nope"]),
+        product_id=ids([*PRODUCTS, "nope"]),
         quantity=st.integers(min_value=0, max_value=5),
         price=money,
     ),
@@ -52,9 +52,7 @@ commands: st.SearchStrategy[Command] = st.one_of(
         tracking_number=st.just("T-1"),
     ),
     st.builds(shop.CancelOrder, order_id=ids(ORDERS), reason=st.just("changed mind")),
-    st.builds(
-        shop.CreatePost, post_id=ids(POSTS), author_id=ids(USERS), title=names, body=names
-    ),
+    st.builds(shop.CreatePost, post_id=ids(POSTS), author_id=ids(USERS), title=names, body=names),
     st.builds(
         shop.AddComment,
         post_id=ids(POSTS),

@@ -275,17 +275,19 @@ class SQLiteReadStore:
         tx = SQLiteViewTransaction(conn, self.schema.tables_for(projection, generation))
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # A missing checkpoint row means a rebuild or reset (maybe in another process)
+            # switched generations: this batch must not land anywhere. Checked under the
+            # write lock, before the batch touches tables that may be gone.
+            if not self._generation_written(conn, projection, generation):
+                raise GenerationChangedError(projection, generation)
             apply(tx)
             tx.flush()
-            # Views and checkpoint commit together; a missing row means another process
-            # switched generations, and this batch must not land anywhere.
-            updated = conn.execute(
+            # Views and checkpoint commit together.
+            conn.execute(
                 "UPDATE twofold_checkpoints SET position = ? WHERE projection = ? "
                 "AND generation = ?",
                 (checkpoint, projection, generation),
-            ).rowcount
-            if updated != 1:
-                raise GenerationChangedError(projection, generation)
+            )
             if parked:
                 now = to_us(None)
                 conn.executemany(
@@ -312,6 +314,14 @@ class SQLiteReadStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _generation_written(conn: sqlite3.Connection, projection: str, generation: int) -> bool:
+        row = conn.execute(
+            "SELECT 1 FROM twofold_checkpoints WHERE projection = ? AND generation = ?",
+            (projection, generation),
+        ).fetchone()
+        return row is not None
 
     async def begin_rebuild(self, projection: str, collections: Sequence[Collection]) -> int:
         self.schema.register(projection, collections)
@@ -430,6 +440,8 @@ class SQLiteReadStore:
         tx = SQLiteViewTransaction(conn, self.schema.tables_for(projection, generation))
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if not self._generation_written(conn, projection, generation):
+                raise GenerationChangedError(projection, generation)
             apply(tx)
             tx.flush()
             conn.executemany(

@@ -1,0 +1,197 @@
+"""An event store in a Python list: for tests and examples, gone when the process ends.
+
+It keeps every promise of the EventStore port except durability, and applies the same
+input checks and retry rules as the SQLite and PostgreSQL stores (``adapters._append_rules``),
+so code tested against it behaves the same on a real backend. Use it from one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import UTC, datetime
+
+from twofold.adapters import _append_rules as rules
+from twofold.application.records import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+    StreamData,
+)
+from twofold.errors import DuplicateEventError, StoreClosedError
+
+__all__ = ["InMemoryEventStore"]
+
+
+class InMemoryEventStore:
+    """The EventStore port in memory; ``close()`` only makes later calls fail."""
+
+    def __init__(self) -> None:
+        # Invariant: self._log[i].position == i + 1, so a position indexes the log directly.
+        self._log: list[RecordedEvent] = []
+        self._streams: dict[str, list[RecordedEvent]] = {}
+        self._by_id: dict[uuid.UUID, RecordedEvent] = {}
+        self._snapshots: dict[str, Snapshot] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._closed = False
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: ExpectedVersion,
+    ) -> AppendResult:
+        rules.validate_append(stream_id, events, expected_version)
+        self._check_open()
+        # No await below: the whole append runs without another task in between, which is
+        # what makes it atomic here.
+        stream = self._streams.get(stream_id, [])
+        first = self._by_id.get(events[0].event_id)
+        if first is not None:
+            # Possibly a retry of an append that succeeded: answer as the first time did.
+            origin = self._streams[first.stream_id]
+            return rules.match_retry(
+                stream_id, events, expected_version, first, origin[first.stream_version - 1 :]
+            )
+        rules.check_expected_version(stream_id, expected_version, len(stream))
+        for event in events:
+            taken = self._by_id.get(event.event_id)
+            if taken is not None:
+                raise DuplicateEventError(
+                    str(event.event_id),
+                    f"it is at version {taken.stream_version} of stream {taken.stream_id!r}",
+                )
+        now = datetime.now(UTC)
+        recorded = tuple(
+            RecordedEvent(
+                event_id=event.event_id,
+                stream_id=stream_id,
+                stream_version=len(stream) + offset,
+                position=len(self._log) + offset,
+                type=event.type,
+                schema_version=event.schema_version,
+                data=event.data,
+                metadata=event.metadata,
+                recorded_at=now,
+            )
+            for offset, event in enumerate(events, start=1)
+        )
+        self._log.extend(recorded)
+        self._streams.setdefault(stream_id, stream).extend(recorded)
+        for stored in recorded:
+            self._by_id[stored.event_id] = stored
+        self._wake()
+        last = recorded[-1]
+        return AppendResult(
+            stream_id=stream_id, version=last.stream_version, position=last.position,
+            events=recorded,
+        )
+
+    async def read_stream(
+        self, stream_id: str, *, from_version: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        rules.check_read_stream(stream_id, from_version, limit)
+        self._check_open()
+        stream = self._streams.get(stream_id, [])
+        end = None if limit is None else from_version - 1 + limit
+        return stream[from_version - 1 : end]
+
+    async def read_stream_data(
+        self, stream_id: str, *, from_version: int = 1
+    ) -> list[StreamData]:
+        """``read_stream`` narrowed to what loading an aggregate needs (StreamDataReader)."""
+        return [
+            (e.stream_version, e.type, e.schema_version, e.data)
+            for e in await self.read_stream(stream_id, from_version=from_version)
+        ]
+
+    async def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        rules.check_read_all(after, limit, types)
+        self._check_open()
+        return self._page(after, limit, None if types is None else frozenset(types))[0]
+
+    def subscribe(
+        self, *, after: int = 0, types: Collection[str] | None = None
+    ) -> AsyncIterator[RecordedEvent]:
+        rules.check_read_all(after, 1, types)
+        self._check_open()
+        return self._follow(after, None if types is None else frozenset(types))
+
+    async def stream_version(self, stream_id: str) -> int:
+        rules.check_stream_id(stream_id)
+        self._check_open()
+        return len(self._streams.get(stream_id, ()))
+
+    async def head_position(self) -> int:
+        self._check_open()
+        return len(self._log)
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        if not isinstance(snapshot, Snapshot):
+            raise TypeError(f"save_snapshot expects a Snapshot, got {type(snapshot).__name__}")
+        rules.check_stream_id(snapshot.stream_id)
+        self._check_open()
+        current = self._snapshots.get(snapshot.stream_id)
+        # A snapshot never moves backwards; one at the same version replaces the old one, so
+        # a snapshot of a new schema version takes over.
+        if current is None or snapshot.version >= current.version:
+            self._snapshots[snapshot.stream_id] = snapshot
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        rules.check_stream_id(stream_id)
+        self._check_open()
+        return self._snapshots.get(stream_id)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError()
+
+    def _page(
+        self, after: int, limit: int, types: frozenset[str] | None
+    ) -> tuple[list[RecordedEvent], int]:
+        """Up to ``limit`` events after ``after``, and the position the scan reached."""
+        found: list[RecordedEvent] = []
+        reached = after
+        for event in self._log[after:]:
+            reached = event.position
+            if types is None or event.type in types:
+                found.append(event)
+                if len(found) == limit:
+                    break
+        return found, reached
+
+    async def _follow(
+        self, after: int, types: frozenset[str] | None
+    ) -> AsyncIterator[RecordedEvent]:
+        position = after
+        while True:
+            self._check_open()
+            events, position = self._page(position, 500, types)
+            if events:
+                for event in events:
+                    yield event
+                continue
+            # Nothing new: sleep until the next append (or close) wakes every waiter.
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -1,0 +1,50 @@
+"""Idempotency keys in the event store's SQLite file (table ``idempotency``).
+
+It shares the event store's threads: a ``put`` joins the same group commit as the appends,
+and there is one writer per file in the process, so writes never contend for the lock here.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from twofold.adapters.sqlite import _queries as sql
+from twofold.adapters.sqlite.event_store import SQLiteEventStore
+
+__all__ = ["SQLiteIdempotencyStore"]
+
+
+class SQLiteIdempotencyStore:
+    """The IdempotencyStore port on an open SQLiteEventStore's file.
+
+    ``SQLiteIdempotencyStore(store)`` is usable while ``store`` is open and needs no opening
+    or closing of its own: a second writer on the file would contend with the store's for
+    SQLite's lock, while sharing puts each ``put`` in the appends' group commit. ``put``
+    stores the answer unless the key is taken, and returns what is stored for the key: the
+    first answer always wins, also across processes.
+    """
+
+    def __init__(self, store: SQLiteEventStore) -> None:
+        if not isinstance(store, SQLiteEventStore):
+            raise TypeError(
+                "SQLiteIdempotencyStore shares the threads of an open SQLiteEventStore: "
+                f"pass SQLiteIdempotencyStore(store), not a {type(store).__name__}"
+            )
+        self._store = store
+
+    async def get(self, key: str) -> tuple[str, bytes] | None:
+        _check_key(key)
+        return await self._store._read(functools.partial(sql.idempotency_get, key=key))
+
+    async def put(self, key: str, fingerprint: str, result: bytes) -> tuple[str, bytes]:
+        _check_key(key)
+        if not isinstance(fingerprint, str) or not isinstance(result, bytes):
+            raise TypeError("fingerprint must be a str and result must be bytes")
+        return await self._store._write(
+            functools.partial(sql.idempotency_put, key=key, fingerprint=fingerprint, result=result)
+        )
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"an idempotency key must be a non-empty str, got {key!r}")

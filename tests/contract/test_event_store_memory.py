@@ -1,0 +1,12 @@
+"""The in-memory event store passes the EventStore contract (durability skipped)."""
+
+from __future__ import annotations
+
+from twofold.adapters.memory.event_store import InMemoryEventStore
+from twofold.application.ports import EventStore
+from twofold.testing import EventStoreContract
+
+
+class TestInMemoryEventStore(EventStoreContract):
+    async def make_store(self) -> EventStore:
+        return InMemoryEventStore()

@@ -1,0 +1,206 @@
+"""What the SQLite event store does beyond the shared contract: its file, its batches."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from twofold.adapters.sqlite._append import AppendOp, Batch
+from twofold.adapters.sqlite.event_store import SQLiteEventStore
+from twofold.adapters.sqlite.schema import SCHEMA_VERSION, connect_writer
+from twofold.application.records import ANY, NO_STREAM, AppendResult
+from twofold.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    DuplicateEventError,
+    EventStoreError,
+    StoreClosedError,
+)
+from twofold.testing.event_store_contract import new_event
+
+
+async def test_opening_twice_keeps_schema_and_events(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    async with SQLiteEventStore(path) as store:
+        await store.append("a", [new_event()], expected_version=NO_STREAM)
+    async with SQLiteEventStore(path) as store:
+        assert await store.stream_version("a") == 1
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT component, version FROM schema_migrations").fetchall()
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    conn.close()
+    assert rows == [("event_store", SCHEMA_VERSION)]
+    assert mode == "wal"
+
+
+async def test_opening_a_newer_schema_asks_to_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    await (await SQLiteEventStore.open(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES ('event_store', 99, 0)")
+    conn.close()
+    with pytest.raises(ConfigurationError, match="upgrade twofold"):
+        await SQLiteEventStore.open(path)
+
+
+@pytest.mark.parametrize(
+    ("path", "options"),
+    [(":memory:", {}), ("", {}), ("x.db", {"synchronous": "OFF"}), ("x.db", {"poll_interval": 0})],
+)
+def test_constructor_refuses_bad_settings(path: str, options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        SQLiteEventStore(path, **options)  # type: ignore[arg-type]
+
+
+async def test_opening_in_a_missing_folder_says_what_to_check(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="folder exists"):
+        await SQLiteEventStore.open(tmp_path / "missing" / "events.db")
+
+
+async def test_unopened_store_says_how_to_open(tmp_path: Path) -> None:
+    store = SQLiteEventStore(tmp_path / "events.db")
+    with pytest.raises(ConfigurationError, match=r"SQLiteEventStore\.open"):
+        await store.head_position()
+
+
+async def test_failing_appends_do_not_fail_others_committed_with_them(tmp_path: Path) -> None:
+    async with SQLiteEventStore(tmp_path / "events.db") as store:
+        taken = new_event()
+        await store.append("taken", [taken], expected_version=NO_STREAM)
+        await store.append("busy", [new_event()], expected_version=NO_STREAM)
+        # Queued together, these go to the writer in as few transactions as it can.
+        outcomes = await asyncio.gather(
+            store.append("fresh-1", [new_event()], expected_version=NO_STREAM),
+            store.append("busy", [new_event()], expected_version=NO_STREAM),
+            store.append("dup", [new_event(), taken], expected_version=ANY),
+            store.append("fresh-2", [new_event(), new_event()], expected_version=NO_STREAM),
+            store.append("taken", [taken], expected_version=NO_STREAM),
+            return_exceptions=True,
+        )
+        fresh_1, busy, dup, fresh_2, retried = outcomes
+        assert isinstance(fresh_1, AppendResult) and fresh_1.version == 1
+        assert isinstance(busy, ConcurrencyError)
+        assert isinstance(dup, DuplicateEventError)
+        assert isinstance(fresh_2, AppendResult) and fresh_2.version == 2
+        assert isinstance(retried, AppendResult) and retried.position == 1
+        assert await store.head_position() == 5
+        assert await store.stream_version("dup") == 0
+
+
+async def test_same_events_twice_in_one_batch_are_stored_once(tmp_path: Path) -> None:
+    async with SQLiteEventStore(tmp_path / "events.db") as store:
+        events = [new_event(), new_event()]
+        first, second = await asyncio.gather(
+            store.append("a", events, expected_version=NO_STREAM),
+            store.append("a", events, expected_version=NO_STREAM),
+        )
+        assert first == second
+        assert await store.head_position() == 2
+
+
+def test_appends_larger_than_one_statement_are_split(tmp_path: Path) -> None:
+    conn = connect_writer(str(tmp_path / "events.db"), synchronous="FULL", busy_timeout=5)
+    conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 20)  # two rows per INSERT
+    try:
+        ops = [AppendOp("a", [new_event() for _ in range(7)], NO_STREAM),
+               AppendOp("b", [new_event() for _ in range(3)], NO_STREAM)]
+        conn.execute("BEGIN IMMEDIATE")
+        batch = Batch(conn, ops, time.time_ns() // 1000)
+        results = [op(conn, batch) for op in ops]
+        batch.flush(conn)
+        conn.execute("COMMIT")
+        rows = conn.execute("SELECT position, stream_id, stream_version FROM events").fetchall()
+    finally:
+        conn.close()
+    assert [r.position for r in results] == [7, 10]
+    assert rows == [(p, "a", p) for p in range(1, 8)] + [(7 + v, "b", v) for v in range(1, 4)]
+
+
+async def test_closing_ends_subscriptions_and_refuses_calls(tmp_path: Path) -> None:
+    store = await SQLiteEventStore.open(tmp_path / "events.db", poll_interval=60)
+    subscription = store.subscribe()
+    pending = asyncio.ensure_future(anext(subscription))
+    await asyncio.sleep(0)
+    await store.close()
+    with pytest.raises(StoreClosedError):
+        await asyncio.wait_for(pending, 5)
+    with pytest.raises(StoreClosedError):
+        await store.append("a", [new_event()], expected_version=ANY)
+    await store.close()  # again: nothing happens
+
+
+async def test_subscriber_sees_appends_of_another_store_on_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    async with (
+        SQLiteEventStore(path, poll_interval=0.05) as watched,
+        SQLiteEventStore(path) as other,
+    ):
+        subscription = watched.subscribe()
+        try:
+            pending = asyncio.ensure_future(anext(subscription))
+            result = await other.append("a", [new_event()], expected_version=NO_STREAM)
+            assert await asyncio.wait_for(pending, 10) == result.events[0]
+        finally:
+            await subscription.aclose()  # type: ignore[attr-defined]
+
+
+async def test_synchronous_normal_is_a_choice(tmp_path: Path) -> None:
+    async with SQLiteEventStore(tmp_path / "events.db", synchronous="NORMAL") as store:
+        result = await store.append("a", [new_event()], expected_version=NO_STREAM)
+        assert result.position == 1
+
+
+def test_one_batch_recognises_ids_staged_by_its_earlier_appends(tmp_path: Path) -> None:
+    conn = connect_writer(str(tmp_path / "events.db"), synchronous="FULL", busy_timeout=5)
+    try:
+        events = [new_event(), new_event()]
+        ops = [AppendOp("a", events, NO_STREAM), AppendOp("a", events, NO_STREAM),
+               AppendOp("b", [events[1]], NO_STREAM), AppendOp("a", [new_event()], ANY)]
+        conn.execute("BEGIN IMMEDIATE")
+        batch = Batch(conn, ops, time.time_ns() // 1000)
+        first = ops[0](conn, batch)
+        assert ops[1](conn, batch) == first  # a retry within the batch
+        with pytest.raises(DuplicateEventError, match="'a'"):
+            ops[2](conn, batch)
+        last = ops[3](conn, batch)
+        batch.flush(conn)
+        conn.execute("COMMIT")
+        rows = conn.execute("SELECT position, stream_id, stream_version FROM events").fetchall()
+    finally:
+        conn.close()
+    assert (last.version, last.position) == (3, 3)
+    assert rows == [(1, "a", 1), (2, "a", 2), (3, "a", 3)]
+
+
+async def test_append_waits_for_another_writer_then_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    async with SQLiteEventStore(path) as store:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+            pending = asyncio.ensure_future(
+                store.append("a", [new_event()], expected_version=NO_STREAM)
+            )
+            await asyncio.sleep(0.05)
+            other.execute("ROLLBACK")
+            assert (await pending).version == 1
+        finally:
+            other.close()
+
+
+async def test_append_fails_clearly_when_the_lock_stays_taken(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    async with SQLiteEventStore(path, busy_timeout=0.1) as store:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(EventStoreError, match="locked"):
+                await store.append("a", [new_event()], expected_version=NO_STREAM)
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert (await store.append("a", [new_event()], expected_version=NO_STREAM)).version == 1
