@@ -81,6 +81,11 @@ class ViewReader(Protocol):
 
     async def get(self, collection: str, key: str) -> Document | None: ...
 
+    async def get_json(self, collection: str, key: str) -> bytes | None:
+        """The document as stored JSON bytes, for decoding straight into a typed answer
+        (or sending as it is) without building a dict first."""
+        ...
+
     async def find(
         self,
         collection: str,

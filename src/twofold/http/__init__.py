@@ -1,0 +1,23 @@
+"""twofold over HTTP: an ASGI app (Starlette + msgspec) for any ``Service``.
+
+Declare routes on an ``HttpApi``; it serves them with JSON bodies, problem details
+(RFC 9457), API keys with scopes, Idempotency-Key, If-Match, ``min_position`` for reading
+your own writes, ETags, OpenAPI at ``/openapi.json``, docs at ``/docs`` and ``/health``.
+"""
+
+from twofold.http.api import Call, CommandRoute, HttpApi, QueryRoute
+from twofold.http.endpoints import CommandAccepted
+from twofold.http.health import Health, ProjectionHealth
+from twofold.http.problems import FieldProblem, Problem
+
+__all__ = [
+    "Call",
+    "CommandAccepted",
+    "CommandRoute",
+    "FieldProblem",
+    "Health",
+    "HttpApi",
+    "Problem",
+    "ProjectionHealth",
+    "QueryRoute",
+]

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import msgspec
+
 from twofold.application.projections import Projection
 from twofold.application.records import RecordedEvent
 from twofold.application.views import Collection
@@ -108,6 +110,10 @@ class FakeViewReader:
 
     async def get(self, collection: str, key: str) -> Document | None:
         return self.views.get(collection, key)
+
+    async def get_json(self, collection: str, key: str) -> bytes | None:
+        document = self.views.get(collection, key)
+        return None if document is None else msgspec.json.encode(document)
 
     async def find(
         self,

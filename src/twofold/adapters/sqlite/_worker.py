@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import fcntl
+import os
 import queue
 import sqlite3
 import threading
@@ -92,6 +94,10 @@ class Notifier:
             self._generation += 1
             waiters, self._waiters = self._waiters, {}
         return waiters
+
+    def wake(self) -> None:
+        """Wake every waiter now, as a commit would (for commits of other processes)."""
+        _dispatch({}, self.fire())
 
     def close(self) -> None:
         with self._lock:
@@ -192,7 +198,11 @@ class _Worker(threading.Thread):
             self._serve(conn)
         finally:
             conn.close()
+            self._on_exit()
             self.finished.set_result(None)
+
+    def _on_exit(self) -> None:
+        """Release what the thread holds besides its connection."""
 
     def _serve(self, conn: sqlite3.Connection) -> None:
         # `previous`: answers of a committed batch not yet handed over (see Writer._run).
@@ -287,11 +297,39 @@ class Writer(_Worker, Generic[B]):
         new_batch: Callable[[sqlite3.Connection, list[Callable[..., Any]], int], B],
         *,
         busy_timeout: float,
+        lock_path: str | None = None,
     ) -> None:
         super().__init__("twofold-sqlite-writer", connect)
         self._notifier = notifier
         self._new_batch = new_batch
         self._busy_timeout = busy_timeout
+        # Writers of several processes queue on this file lock (in the kernel) instead of
+        # polling SQLite's lock: the next writer starts the moment the last one commits.
+        self._lock_path = lock_path
+        self._lock_fd: int | None = None
+
+    def _take_file_lock(self, previous: _Delivery | None) -> bool:
+        """Queue for the cross-process write lock; answer the last batch before waiting."""
+        if self._lock_path is None:
+            return False
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if previous is not None:
+                previous()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        return True
+
+    def _drop_file_lock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _on_exit(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _begin(self, conn: sqlite3.Connection, previous: _Delivery | None) -> None:
         """BEGIN IMMEDIATE: take the file's write lock, waiting up to busy_timeout for it.
@@ -330,7 +368,9 @@ class Writer(_Worker, Generic[B]):
             return previous
         results: list[tuple[_Job, bool, Any]] = []
         appended = False
+        locked = False
         try:
+            locked = self._take_file_lock(previous)
             # The write lock is held from here to COMMIT: what the batch reads below stays
             # true until then, whatever other processes try.
             self._begin(conn, previous)
@@ -353,6 +393,8 @@ class Writer(_Worker, Generic[B]):
                 conn.execute("ROLLBACK")
             results = [(job, False, _failure(exc)) for job in jobs]
         finally:
+            if locked:
+                self._drop_file_lock()
             if previous is not None:
                 previous()
         return _Delivery(results, self._notifier if appended else None)

@@ -133,6 +133,7 @@ class SQLiteEventStore:
             self._notifier,
             Batch,
             busy_timeout=timeout,
+            lock_path=path + ".lock",
         )
         reader = Reader(functools.partial(connect_reader, path, busy_timeout=timeout))
         started: list[Writer[Batch] | Reader] = []
@@ -155,6 +156,14 @@ class SQLiteEventStore:
             raise
         self._writer, self._reader = writer, reader
         return self
+
+    def wake(self) -> None:
+        """Wake this store's subscriptions to look for new events now.
+
+        Appends made through this store wake them by themselves; call it when another
+        process says it appended (its commits are otherwise seen by the slow poll).
+        """
+        self._notifier.wake()
 
     async def close(self) -> None:
         """Finish the queued writes, stop and join the threads; calling it again is a no-op."""

@@ -471,6 +471,10 @@ class SQLiteReadStore:
         rows = await self._query(self.schema.get_sql(collection), (key,))
         return decode_json(rows[0][0]) if rows else None
 
+    async def get_json(self, collection: str, key: str) -> bytes | None:
+        rows = await self._query(self.schema.get_sql(collection), (key,))
+        return bytes(rows[0][0]) if rows else None
+
     async def find(
         self,
         collection: str,

@@ -28,6 +28,7 @@ __all__ = [
     "UserActivity",
     "UserView",
     "from_document",
+    "from_json",
 ]
 
 T = TypeVar("T")
@@ -138,6 +139,18 @@ class Page(Generic[T]):
     total: int
     page: int
     size: int
+
+
+def from_json(data: bytes, answer: type[T]) -> T:
+    """The answer a stored document describes, decoded straight from its JSON."""
+    decoder = _DECODERS.get(answer)
+    if decoder is None:
+        decoder = _DECODERS[answer] = msgspec.json.Decoder(answer)
+    result: T = decoder.decode(data)
+    return result
+
+
+_DECODERS: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 
 def from_document(document: Mapping[str, Any], answer: type[T]) -> T:

@@ -25,6 +25,7 @@ from twofold.examples.shop.answers import (
     ProductView,
     UserView,
     from_document,
+    from_json,
 )
 from twofold.examples.shop.domain.orders import ORDER_STATUSES
 from twofold.examples.shop.projections._documents import timestamp
@@ -201,8 +202,8 @@ def register_queries(bus: QueryBus) -> None:
 
 
 async def _get(views: ViewReader, collection: str, key: str, answer: type[T]) -> T | None:
-    document = await views.get(collection, key)
-    return from_document(document, answer) if document is not None else None
+    data = await views.get_json(collection, key)
+    return from_json(data, answer) if data is not None else None
 
 
 async def _page(

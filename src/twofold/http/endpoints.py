@@ -1,0 +1,344 @@
+"""The ASGI endpoints behind declared routes: one class for commands, one for queries.
+
+They are plain ASGI callables, not Starlette request/response functions: the hot path reads
+the few headers it needs from the scope once, and sends pre-built header lists, so a route
+costs little more than the command or query it runs. Every failure is answered as problem
+details; an unexpected one is logged and answered 500 without its internals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import msgspec
+
+from twofold.application.app import App
+from twofold.domain.messages import Metadata
+from twofold.http.api import Call, CommandRoute, QueryRoute
+from twofold.http.auth import ApiKeys, Principal
+from twofold.http.problems import (
+    PROBLEM_JSON,
+    FieldProblem,
+    ProblemError,
+    decoding_problem,
+    encode_problem,
+    internal_error,
+    invalid_input,
+    not_found,
+    problem,
+    problem_for,
+)
+
+__all__ = ["CommandAccepted", "CommandEndpoint", "QueryEndpoint", "Runtime"]
+
+log = logging.getLogger("twofold.http")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+JSON = b"application/json"
+DEFAULT_TIMEOUT_MS = 5000
+MAX_TIMEOUT_MS = 30_000
+MAX_POSITION = 2**63 - 1
+_WANTED = frozenset(
+    {
+        b"authorization",
+        b"x-api-key",
+        b"idempotency-key",
+        b"if-match",
+        b"if-none-match",
+        b"twofold-min-position",
+        b"x-correlation-id",
+        b"x-request-id",
+    }
+)
+
+
+class CommandAccepted(msgspec.Struct, frozen=True):
+    """A command's answer: the id it concerns, the aggregate's version after it, and the
+    log position to pass as ``min_position`` to read this write."""
+
+    id: str
+    version: int
+    position: int
+
+
+@dataclasses.dataclass(kw_only=True)
+class Runtime:
+    """What the endpoints run against; filled in on startup, emptied on shutdown."""
+
+    app: App | None = None
+    keys: ApiKeys = dataclasses.field(default_factory=lambda: ApiKeys({}))
+    body_limit: int = 1024 * 1024
+
+    def running(self) -> App:
+        if self.app is None:
+            raise ProblemError(
+                problem(503, "not-ready", "Not ready", "the service is starting or stopping"),
+                headers=[(b"retry-after", b"1")],
+            )
+        return self.app
+
+    def authorize(self, headers: dict[bytes, bytes], scope: str) -> Principal | None:
+        if not self.keys:
+            return None
+        return self.keys.check(headers.get(b"authorization"), headers.get(b"x-api-key"), scope)
+
+
+_accepted = msgspec.json.Encoder()
+_answers = msgspec.json.Encoder(decimal_format="string")
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in _WANTED:
+            found[name] = value
+    return found
+
+
+def _metadata(headers: dict[bytes, bytes], principal: Principal | None) -> Metadata | None:
+    correlation = headers.get(b"x-correlation-id") or headers.get(b"x-request-id")
+    if correlation is None and principal is None:
+        return None
+    return Metadata(
+        correlation_id=correlation.decode("latin-1")[:200] if correlation else None,
+        actor=principal.fingerprint if principal else None,
+    )
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    content_type: bytes = JSON,
+) -> None:
+    headers.append((b"content-type", content_type))
+    headers.append((b"content-length", b"%d" % len(body)))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def answer_problem(send: Send, error: ProblemError, path: str) -> None:
+    await _respond(
+        send, error.problem.status, encode_problem(error, path), list(error.headers), PROBLEM_JSON
+    )
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ProblemError(problem(400, "disconnected", "Bad request", "client went away"))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise invalid_input(
+                [FieldProblem("body", f"is larger than the limit of {limit} bytes")]
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _text(value: bytes, name: str) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise invalid_input([FieldProblem(name, "must be UTF-8 text")]) from None
+
+
+def _if_match(value: bytes | None) -> int | None:
+    """The version in ``If-Match: "3"`` (weak tags compare the same); None when absent."""
+    if value is None:
+        return None
+    tag = value.strip()
+    if tag.startswith(b"W/"):
+        tag = tag[2:]
+    if len(tag) >= 3 and tag[:1] == b'"' and tag[-1:] == b'"' and tag[1:-1].isdigit():
+        return int(tag[1:-1])
+    raise invalid_input(
+        [FieldProblem("If-Match", 'must be one entity tag holding a version, such as "3"')]
+    )
+
+
+class CommandEndpoint:
+    """POST (or PUT...) body -> command -> ``{"id", "version", "position"}``."""
+
+    def __init__(self, route: CommandRoute, runtime: Runtime) -> None:
+        self.route = route
+        self.runtime = runtime
+        self.decoder: msgspec.json.Decoder[Any] | None = (
+            msgspec.json.Decoder(route.body) if route.body is not None else None
+        )
+        self.status = route.status
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime
+        route = self.route
+        headers = _headers(scope)
+        if_match: int | None = None
+        try:
+            app = runtime.running()
+            principal = runtime.authorize(headers, route.scope)
+            if_match = _if_match(headers.get(b"if-match"))
+            raw_key = headers.get(b"idempotency-key")
+            key = None if raw_key is None else _text(raw_key, "Idempotency-Key")
+            body = await _read_body(receive, runtime.body_limit) or b"{}"
+            decoded: Any = None
+            try:
+                if self.decoder is not None:
+                    decoded = self.decoder.decode(body)
+                else:
+                    msgspec.json.decode(body, type=dict)  # no fields, but still an object
+            except msgspec.DecodeError as error:  # ValidationError is a DecodeError
+                raise decoding_problem(error, "body") from None
+            call = Call(route, scope["path_params"], idempotency_key=key, principal=principal)
+            command = route.build(decoded, call)
+            result = await app.dispatch(
+                command,
+                _metadata(headers, principal),
+                idempotency_key=key,
+                expected_version=if_match,
+            )
+            id = route.id(command, result) if route.id is not None else result.aggregate_id
+            position = b"%d" % result.position
+            out = [(b"twofold-position", position)]
+            if route.location is not None:
+                # The id is one path segment, whatever characters the client chose.
+                location = route.location.replace("{id}", quote(id, safe=""))
+                out.append((b"location", location.encode()))
+            if result.replayed:
+                out.append((b"idempotent-replayed", b"true"))
+            payload = _accepted.encode(CommandAccepted(id, result.version, result.position))
+        except Exception as error:
+            await answer_problem(send, _problem(error, if_match is not None), scope["path"])
+            return
+        await _respond(send, self.status, payload, out)
+
+
+class QueryEndpoint:
+    """GET path and query parameters -> query -> the answer as JSON (404 when None)."""
+
+    def __init__(self, route: QueryRoute, runtime: Runtime) -> None:
+        self.route = route
+        self.runtime = runtime
+        self.etag = route.etag
+        # Parameters that are all text path parameters need no conversion, only a Struct.
+        self.path_only = False
+        self.path_count = len(route.path_params)
+        if isinstance(route.params, type) and issubclass(route.params, msgspec.Struct):
+            fields = msgspec.structs.fields(route.params)
+            self.path_only = {f.encode_name for f in fields} == set(route.path_params) and all(
+                f.type is str for f in fields
+            )
+        self.cache_control = (
+            route.cache_control.encode() if route.cache_control is not None else None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime
+        route = self.route
+        headers = _headers(scope)
+        try:
+            app = runtime.running()
+            principal = runtime.authorize(headers, route.scope)
+            values: dict[str, Any] = dict(scope["path_params"])
+            query_string: bytes = scope["query_string"]
+            if query_string:
+                try:
+                    query = parse_qsl(
+                        query_string.decode(), keep_blank_values=True, errors="strict"
+                    )
+                    values.update(query)
+                except UnicodeDecodeError:
+                    raise invalid_input([FieldProblem("query", "must be UTF-8")]) from None
+            wait_for = _position(values.pop("min_position", None), "min_position")
+            header = headers.get(b"twofold-min-position")
+            if header is not None:
+                from_header = _position(header.decode("latin-1"), "Twofold-Min-Position")
+                if wait_for is None:
+                    wait_for = from_header
+            timeout_ms = values.pop("timeout_ms", None)
+            timeout = _timeout(timeout_ms)
+            params: Any = None
+            if self.path_only and len(values) == self.path_count:
+                params = route.params(**values)
+            elif route.params is not None:
+                try:
+                    params = msgspec.convert(values, route.params, strict=False)
+                except msgspec.ValidationError as error:
+                    raise decoding_problem(error, "query") from None
+            call = Call(route, scope["path_params"], principal=principal)
+            answer = await app.ask(
+                route.build(params, call), min_position=wait_for, timeout=timeout
+            )
+            if answer is None:
+                raise not_found(f"nothing is found at {scope['path']}")
+            out: list[tuple[bytes, bytes]] = []
+            if self.cache_control is not None:
+                out.append((b"cache-control", self.cache_control))
+            if self.etag is not None:
+                version = (
+                    answer.get(self.etag)
+                    if isinstance(answer, dict)
+                    else getattr(answer, self.etag, None)
+                )
+                if isinstance(version, int):
+                    tag = b'"%d"' % version
+                    out.append((b"etag", tag))
+                    if _matches(headers.get(b"if-none-match"), tag):
+                        await send({"type": "http.response.start", "status": 304, "headers": out})
+                        await send({"type": "http.response.body", "body": b""})
+                        return
+            if route.present is not None:
+                answer = route.present(answer)
+            payload = _answers.encode(answer)
+        except Exception as error:
+            await answer_problem(send, _problem(error, False), scope["path"])
+            return
+        await _respond(send, 200, payload, out)
+
+
+def _position(raw: str | None, name: str) -> int | None:
+    if raw is None:
+        return None
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_POSITION:
+        return int(raw)
+    raise invalid_input([FieldProblem(name, "must be a whole number 0 or more")])
+
+
+def _timeout(raw: str | None) -> float:
+    if raw is None:
+        return DEFAULT_TIMEOUT_MS / 1000
+    if raw.isascii() and raw.isdigit() and len(raw) <= 6 and int(raw) <= MAX_TIMEOUT_MS:
+        return int(raw) / 1000
+    raise invalid_input(
+        [FieldProblem("timeout_ms", f"must be a whole number from 0 to {MAX_TIMEOUT_MS}")]
+    )
+
+
+def _matches(if_none_match: bytes | None, tag: bytes) -> bool:
+    if if_none_match is None:
+        return False
+    for candidate in if_none_match.split(b","):
+        candidate = candidate.strip()
+        if candidate == b"*" or candidate.removeprefix(b"W/") == tag:
+            return True
+    return False
+
+
+def _problem(error: Exception, if_match: bool) -> ProblemError:
+    found = problem_for(error, if_match=if_match)
+    if found is None:
+        log.exception("unexpected error while answering", exc_info=error)
+        return internal_error()
+    return found

@@ -1,0 +1,242 @@
+"""The ASGI app of an ``HttpApi``: routes, lifespan, and the operational endpoints.
+
+On startup the lifespan builds the service's App (``bootstrap``), starts it, and joins the
+other processes serving the same store (``Coordinator``): exactly one of them runs the
+projections, all of them append and answer. On shutdown it undoes that in reverse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import operator
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from twofold.bootstrap import bootstrap
+from twofold.http.api import HttpApi
+from twofold.http.auth import ApiKeys
+from twofold.http.coordination import Coordinator, coordination_paths
+from twofold.http.endpoints import (
+    CommandEndpoint,
+    QueryEndpoint,
+    Receive,
+    Runtime,
+    Scope,
+    Send,
+    answer_problem,
+)
+from twofold.http.health import check_health
+from twofold.http.openapi import DOCS_HTML, openapi_document
+from twofold.http.problems import PROBLEM_JSON, ProblemError, encode_problem, problem
+from twofold.settings import Settings
+
+__all__ = ["TwofoldRuntime", "build_asgi"]
+
+log = logging.getLogger("twofold.http")
+_encoder = msgspec.json.Encoder()
+Endpoint = CommandEndpoint | QueryEndpoint
+_Dynamic = tuple[tuple[tuple[int, str], ...], "_Methods"]
+
+
+@dataclasses.dataclass(kw_only=True)
+class TwofoldRuntime(Runtime):
+    """The endpoints' runtime, plus what the operational endpoints need."""
+
+    settings: Settings | None = None
+    coordinator: Coordinator | None = None
+    openapi: bytes | None = None
+
+    @property
+    def runs_projections(self) -> bool:
+        if self.coordinator is not None:
+            return self.coordinator.leader
+        return self.app is not None and self.app.run_projections
+
+
+def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
+    runtime = TwofoldRuntime(body_limit=api.body_limit)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        config = settings if settings is not None else Settings.from_env()
+        paths = coordination_paths(config)
+        # With shared views, the Coordinator decides which process runs the projections.
+        boot = config if paths is None else dataclasses.replace(config, projections="off")
+        app = await bootstrap(api.service, boot)
+        coordinator: Coordinator | None = None
+        try:
+            await app.start()
+            if paths is not None:
+                coordinator = Coordinator(
+                    app, lock_path=paths[0], run_dir=paths[1], contend=config.projections == "run"
+                )
+                await coordinator.start()
+            runtime.settings = config
+            runtime.keys = ApiKeys(config.api_keys)
+            runtime.coordinator = coordinator
+            runtime.openapi = _encoder.encode(openapi_document(api, auth=bool(runtime.keys)))
+            runtime.app = app
+            yield
+        finally:
+            runtime.app = None
+            if coordinator is not None:
+                await coordinator.close()
+            await app.close()
+
+    async def health(_: Request) -> Response:
+        app = runtime.running()
+        assert runtime.settings is not None
+        report = await check_health(
+            app, threshold=runtime.settings.lag_threshold, runs_projections=runtime.runs_projections
+        )
+        status = 200 if report.status == "UP" else 503
+        return Response(_encoder.encode(report), status, media_type="application/json")
+
+    async def openapi(_: Request) -> Response:
+        body = runtime.openapi
+        if body is None:  # served before startup (tests without a lifespan)
+            body = _encoder.encode(openapi_document(api, auth=False))
+        return Response(body, media_type="application/json")
+
+    async def docs(_: Request) -> Response:
+        title = api.title.replace("&", "&amp;").replace("<", "&lt;")
+        return HTMLResponse(DOCS_HTML.format(title=title))
+
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for command in api.commands:
+        by_path.setdefault(command.path, {})[command.method] = CommandEndpoint(command, runtime)
+    for query in api.queries:
+        by_path.setdefault(query.path, {})["GET"] = QueryEndpoint(query, runtime)
+    routes: list[BaseRoute] = [
+        Route(path, _Methods(endpoints), methods=None) for path, endpoints in by_path.items()
+    ]
+    routes += [
+        Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+        Route("/docs", docs, methods=["GET"], include_in_schema=False),
+    ]
+    return TwofoldApp(
+        by_path,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_problem, ProblemError: _problem_response},
+    )
+
+
+class TwofoldApp(Starlette):
+    """A Starlette app whose declared API routes are found before Starlette's router runs.
+
+    The API endpoints answer every error themselves, so they need none of Starlette's
+    middleware; matching them by path segments here costs one dict lookup or a few string
+    comparisons instead of a regular expression per route. Anything else (the operational
+    routes, unknown paths, redirects, lifespan) goes through Starlette as usual.
+    """
+
+    def __init__(self, by_path: dict[str, dict[str, Endpoint]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._static: dict[str, _Methods] = {}
+        # By segment count, then by which segments are literal: the literals' values -> the
+        # route's parameter positions and endpoints. Matching is one lookup per group.
+        groups: dict[int, dict[tuple[int, ...], dict[Any, _Dynamic]]] = {}
+        for path, endpoints in by_path.items():
+            methods = _Methods(endpoints)
+            segments = path.split("/")
+            names = tuple((i, s[1:-1]) for i, s in enumerate(segments) if s.startswith("{"))
+            if not names:
+                self._static[path] = methods
+                continue
+            fixed = tuple(i for i, s in enumerate(segments) if not s.startswith("{"))
+            key = operator.itemgetter(*fixed)(segments)
+            group = groups.setdefault(len(segments), {}).setdefault(fixed, {})
+            group[key] = (names, methods)
+        self._dynamic = {
+            count: [(operator.itemgetter(*fixed), table) for fixed, table in by_fixed.items()]
+            for count, by_fixed in groups.items()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            path: str = scope["path"]
+            target = self._static.get(path)
+            if target is not None:
+                scope["path_params"] = {}
+                await target(scope, receive, send)
+                return
+            segments = path.split("/")
+            for literals, table in self._dynamic.get(len(segments), ()):
+                found = table.get(literals(segments))
+                if found is not None:
+                    names, methods = found
+                    values = {name: segments[i] for i, name in names}
+                    if all(values.values()):  # an empty segment is no parameter
+                        scope["path_params"] = values
+                        await methods(scope, receive, send)
+                        return
+        await super().__call__(scope, receive, send)
+
+
+class _Methods:
+    """One path's endpoints by method, so a path with a command and a query (POST and GET
+    /api/users) is one resource: its 405 answer's Allow lists exactly both."""
+
+    def __init__(self, endpoints: dict[str, Endpoint]) -> None:
+        self.endpoints = endpoints
+        self.allow = ", ".join(sorted(endpoints))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.endpoints.get(scope["method"])
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
+            return
+        detail = f"{scope['method']} is not allowed on {scope['path']}; use {self.allow}"
+        error = ProblemError(
+            problem(405, "method-not-allowed", "Method Not Allowed", detail),
+            headers=[(b"allow", self.allow.encode())],
+        )
+        await answer_problem(send, error, scope["path"])
+
+
+async def _http_problem(request: Request, error: Exception) -> Response:
+    """Starlette's own errors (unknown path, wrong method) as problem details too."""
+    assert isinstance(error, HTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+    detail = {
+        404: f"no route matches {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(error.status_code, str(error.detail))
+    found = ProblemError(problem(error.status_code, slug, _title(error.status_code), detail))
+    headers: dict[str, Any] = dict(error.headers or {})
+    return Response(
+        encode_problem(found, request.url.path),
+        error.status_code,
+        headers=headers,
+        media_type=PROBLEM_JSON.decode(),
+    )
+
+
+async def _problem_response(request: Request, error: Exception) -> Response:
+    assert isinstance(error, ProblemError)
+    return Response(
+        encode_problem(error, request.url.path),
+        error.problem.status,
+        headers={k.decode(): v.decode() for k, v in error.headers},
+        media_type=PROBLEM_JSON.decode(),
+    )
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

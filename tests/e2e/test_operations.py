@@ -1,0 +1,78 @@
+"""/health, /openapi.json and /docs."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.shop_client import ok, shop
+
+ROUTES = {
+    ("post", "/api/users"),
+    ("post", "/api/users/{user_id}/email"),
+    ("post", "/api/users/{user_id}/name"),
+    ("post", "/api/users/{user_id}/logins"),
+    ("post", "/api/products"),
+    ("post", "/api/orders"),
+    ("post", "/api/orders/{order_id}/ship"),
+    ("post", "/api/orders/{order_id}/cancel"),
+    ("post", "/api/posts"),
+    ("post", "/api/posts/{post_id}/comments"),
+    ("get", "/api/users/{user_id}"),
+    ("get", "/api/users"),
+    ("get", "/api/products/{product_id}"),
+    ("get", "/api/orders/{order_id}"),
+    ("get", "/api/orders"),
+    ("get", "/api/customers/{customer_id}/statistics"),
+    ("get", "/api/posts/{post_id}"),
+    ("get", "/health"),
+}
+
+
+def test_health_reports_every_projection(client: httpx.Client) -> None:
+    position = shop(client)
+    client.get("/api/orders/o1", params={"min_position": position})
+    body = ok(client.get("/health"))
+    assert body["status"] == "UP" and body["head_position"] == position
+    assert body["runs_projections"] is True
+    names = {p["name"] for p in body["projections"]}
+    assert names == {"users", "products", "orders", "blog"}
+    for projection in body["projections"]:
+        assert projection["status"] == "running"
+        assert {"position", "lag_events", "lag_seconds"} <= projection.keys()
+
+
+def test_health_is_503_when_a_projection_is_stopped(client: httpx.Client, tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "views.db") as views:
+        views.execute("UPDATE twofold_projections SET status = 'stopped' WHERE name = 'blog'")
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["status"] == "DOWN"
+
+
+def test_openapi_documents_every_route_with_schemas_and_errors(client: httpx.Client) -> None:
+    schema = ok(client.get("/openapi.json"))
+    assert schema["openapi"].startswith("3.1")
+    found = {(m, p) for p, methods in schema["paths"].items() for m in methods}
+    assert found == ROUTES
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            responses = operation["responses"]
+            success = responses.get("201") or responses.get("200")
+            assert success and "content" in success, (method, path)
+            if path.startswith("/api/"):
+                assert {"401", "403", "404", "422", "503"} <= responses.keys(), (method, path)
+                problem = responses["422"]["content"]["application/problem+json"]
+                assert problem["schema"] == {"$ref": "#/components/schemas/Problem"}
+            if method == "post":
+                assert {"409", "412"} <= responses.keys()
+                assert "requestBody" in operation
+
+
+def test_docs_page_loads_the_schema(client: httpx.Client) -> None:
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert "text/html" in response.headers["content-type"]
+    assert "/openapi.json" in response.text

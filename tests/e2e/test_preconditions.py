@@ -1,0 +1,70 @@
+"""Idempotency-Key and If-Match over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.e2e.shop_client import created, fields, head, ok, problem, shop, user
+
+NEW_USER = {"email": "ann@example.com", "name": "Ann"}
+
+
+def test_a_repeated_key_returns_the_first_answer_and_records_nothing(
+    client: httpx.Client,
+) -> None:
+    key = {"Idempotency-Key": "create-ann-1"}
+    first = client.post("/api/users", json=NEW_USER, headers=key)
+    again = client.post("/api/users", json=NEW_USER, headers=key)
+    assert created(again) == created(first)
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert head(client) == 1
+
+
+def test_a_repeated_key_on_a_change_records_nothing(client: httpx.Client) -> None:
+    user(client)
+    key = {"Idempotency-Key": "login-7"}
+    first = ok(client.post("/api/users/u1/logins", headers=key))
+    assert ok(client.post("/api/users/u1/logins", headers=key)) == first
+    assert head(client) == 2
+
+
+def test_the_same_key_with_another_body_is_422(client: httpx.Client) -> None:
+    key = {"Idempotency-Key": "k"}
+    created(client.post("/api/users", json=NEW_USER, headers=key))
+    other = {"email": "bob@example.com", "name": "Bob"}
+    body = problem(client.post("/api/users", json=other, headers=key), 422)
+    assert fields(body) == {"Idempotency-Key"}
+    assert head(client) == 1
+
+
+def test_a_refused_command_leaves_its_key_free(client: httpx.Client) -> None:
+    key = {"Idempotency-Key": "retry-me"}
+    problem(client.post("/api/users", json={"email": "bad", "name": "Ann"}, headers=key), 422)
+    created(client.post("/api/users", json=NEW_USER, headers=key))
+
+
+def test_if_match_with_the_current_version_succeeds(client: httpx.Client) -> None:
+    user(client)
+    answer = ok(client.post("/api/users/u1/name", json={"name": "B"}, headers={"If-Match": '"1"'}))
+    assert answer["version"] == 2
+
+
+def test_if_match_with_an_old_version_is_412_and_records_nothing(client: httpx.Client) -> None:
+    shop(client)
+    ok(client.post("/api/orders/o1/ship", json={"shipping_address": "a", "tracking_number": "t"}))
+    before = head(client)
+    body = problem(
+        client.post("/api/orders/o1/cancel", json={"reason": "r"}, headers={"If-Match": '"1"'}),
+        412,
+    )
+    assert body["current_version"] == 2
+    assert head(client) == before
+
+
+def test_a_malformed_if_match_is_422(client: httpx.Client) -> None:
+    user(client)
+    body = problem(
+        client.post("/api/users/u1/name", json={"name": "B"}, headers={"If-Match": "one"}), 422
+    )
+    assert fields(body) == {"If-Match"}

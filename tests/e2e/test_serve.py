@@ -1,0 +1,67 @@
+"""`twofold serve` as a process: defaults, safety checks, a user's own app."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+
+from tests.e2e.processes import REPO, environment, serving, twofold
+from tests.e2e.shop_client import created, ok
+
+
+def test_serve_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None:
+    process = twofold("serve", "--host", "0.0.0.0", cwd=tmp_path, env=environment())
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "TWOFOLD_API_KEYS" in output and "--allow-public" in output
+
+
+def test_serve_refuses_an_address_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        process = twofold(
+            "serve", "--workers", "2", "--port", port, cwd=tmp_path, env=environment()
+        )
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2 and "cannot listen" in output
+
+
+def test_serve_refuses_several_workers_on_a_memory_store(tmp_path: Path) -> None:
+    env = environment(TWOFOLD_EVENT_STORE="memory://")
+    process = twofold("serve", "--workers", "2", cwd=tmp_path, env=env)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2 and "memory://" in output
+
+
+def test_serve_runs_the_shop_on_sqlite_files_in_the_current_folder(tmp_path: Path) -> None:
+    served = serving([], cwd=tmp_path, env=environment())
+    with served as (url, output), httpx.Client(base_url=url) as client:
+        answer = created(client.post("/api/users", json={"email": "a@example.com", "name": "A"}))
+        user = client.get(f"/api/users/{answer['id']}", params={"min_position": answer["position"]})
+        assert ok(user)["name"] == "A"
+    assert (tmp_path / "twofold.db").exists() and (tmp_path / "twofold-views.db").exists()
+    start_line = output[0]
+    assert "http://127.0.0.1:" in start_line
+    assert "sqlite:///twofold.db" in start_line and "loopback only" in start_line
+
+
+def test_serve_runs_a_users_own_app_and_factory(tmp_path: Path) -> None:
+    env = environment(
+        TWOFOLD_EVENT_STORE=f"sqlite:///{tmp_path}/bank.db",
+        TWOFOLD_READ_STORE=f"sqlite:///{tmp_path}/bank-views.db",
+    )
+    for target in ("tests.e2e.bank_api:app", "tests.e2e.bank_api:create_app"):
+        with serving([target], cwd=REPO, env=env) as (url, _), httpx.Client(base_url=url) as client:
+            opened = created(client.post("/accounts", json={"owner": "ann"}))
+            deposit = ok(
+                client.post(f"/accounts/{opened['id']}/deposits", json={"amount": "12.50"})
+            )
+            balance = client.get(
+                f"/accounts/{opened['id']}", params={"min_position": deposit["position"]}
+            )
+            assert ok(balance) == "12.50"  # type: ignore[comparison-overlap]
+            assert "/accounts" in ok(client.get("/openapi.json"))["paths"]
