@@ -1,0 +1,171 @@
+"""Checkpoints heard across processes: read-your-writes when projections run elsewhere.
+
+An API process that does not run the projections (``TWOFOLD_PROJECTIONS=off``) still has
+to wake a query waiting for ``min_position`` the moment a worker commits that far. After
+each batch commit of an active copy, the writing process sends ``NOTIFY`` with a JSON
+payload ``{"<projection>": <checkpoint>, ...}``; every process that watches checkpoints
+LISTENs, and calls its callbacks (``PositionTracker.advance``) for each entry.
+
+Notifications are paced (see ``_listener`` for why NOTIFY is sent after the commit, never
+in it): the first checkpoint after a quiet spell is sent at once, those that follow within
+``interval`` share one notification at its end, carrying the latest checkpoint of each
+projection. Watchers read the stored checkpoints when they start listening and after every
+reconnection, so a notification lost while not listening costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from psycopg import sql
+
+from twofold.adapters.postgres._pool import ConnectionPool, connect
+
+__all__ = ["CheckpointCallback", "CheckpointNotifier", "CheckpointWatcher", "checkpoint_channel"]
+
+CheckpointCallback = Callable[[str, int], None]
+_log = logging.getLogger("twofold.postgres")
+_decode = msgspec.json.Decoder(dict[str, int]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def checkpoint_channel(schema: str) -> str:
+    """``twofold-views-<schema>``: the hyphens keep it apart from the event store's channel
+    (``twofold_<schema>``, an identifier) whatever the schema is called."""
+    name = f"twofold-views-{schema}"
+    return name if len(name) <= 63 else "twofold-views-" + hashlib.sha1(schema.encode()).hexdigest()
+
+
+class CheckpointNotifier:
+    """Sends the latest checkpoints on the channel, at most one notification per interval."""
+
+    def __init__(self, pool: ConnectionPool, channel: str, *, interval: float) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._interval = interval
+        self._pending: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def poke(self, projection: str, checkpoint: int) -> None:
+        self._pending[projection] = max(checkpoint, self._pending.get(projection, 0))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="twofold-checkpoint-notify")
+
+    async def _run(self) -> None:
+        failures = 0
+        while self._pending:
+            pending, self._pending = self._pending, {}
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute(
+                        "SELECT pg_notify(%s, %s)", (self._channel, _encode(pending).decode())
+                    )
+                failures = 0
+            except Exception as exc:
+                for name, position in pending.items():  # keep them for the next attempt
+                    self._pending[name] = max(position, self._pending.get(name, 0))
+                failures += 1
+                if failures > 5:
+                    _log.warning("checkpoint NOTIFY failed %d times, giving up: %s", failures, exc)
+                    return
+                _log.warning("checkpoint NOTIFY failed, retrying: %s", exc)
+                await asyncio.sleep(0.2 * failures)
+                continue
+            if self._interval > 0:
+                await asyncio.sleep(self._interval)  # commits meanwhile share the next one
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            # Let the last checkpoints out: watchers learn how far this process got.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), self._interval + 1.0)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+class CheckpointWatcher:
+    """One LISTEN connection; calls every callback with each checkpoint it hears of."""
+
+    def __init__(
+        self, url: str, channel: str, load: Callable[[], Awaitable[dict[str, int]]]
+    ) -> None:
+        self._url = url
+        self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+        self._load = load
+        self._callbacks: list[CheckpointCallback] = []
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+
+    async def add(self, callback: CheckpointCallback) -> None:
+        """Call ``callback`` from now on; returns once listening, after telling it the
+        stored checkpoints."""
+        self._callbacks.append(callback)
+        if self._task is None:
+            self._ready = asyncio.get_running_loop().create_future()
+            self._task = asyncio.create_task(self._run(), name="twofold-checkpoint-watch")
+        assert self._ready is not None
+        await asyncio.shield(self._ready)
+        for name, position in (await self._load()).items():
+            self._call(callback, name, position)
+
+    def _deliver(self, positions: dict[str, int]) -> None:
+        for name, position in positions.items():
+            for callback in self._callbacks:
+                self._call(callback, name, position)
+
+    @staticmethod
+    def _call(callback: CheckpointCallback, name: str, position: int) -> None:
+        try:
+            callback(name, position)
+        except Exception:
+            _log.exception("checkpoint callback %r failed", callback)
+
+    async def _run(self) -> None:
+        assert self._ready is not None
+        delay = 0.05
+        while True:
+            try:
+                conn = await connect(self._url)
+            except Exception as exc:
+                if not self._ready.done():
+                    self._ready.set_exception(exc)
+                    return
+                _log.warning("checkpoint LISTEN failed, retrying in %.2fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            try:
+                await conn.execute(self._listen)
+                if not self._ready.done():
+                    self._ready.set_result(None)
+                else:  # checkpoints may have moved while not listening
+                    self._deliver(await self._load())
+                delay = 0.05
+                async for notify in conn.notifies():
+                    try:
+                        positions = _decode(notify.payload)
+                    except msgspec.DecodeError:
+                        _log.warning("ignoring checkpoint notification %r", notify.payload)
+                        continue
+                    self._deliver(positions)
+            except Exception as exc:
+                _log.warning("checkpoint LISTEN connection failed, reconnecting: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                await conn.close()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._ready is not None and not self._ready.done():
+            self._ready.cancel()

@@ -1,0 +1,328 @@
+"""The EventStore port on PostgreSQL (psycopg 3, asyncio).
+
+One store holds three kinds of connection: one writer (group commit, ``_writer``), a small
+pool for reads and short statements, and one LISTEN connection, opened when the first
+subscription starts. Several processes may share a schema: appends stay correct across
+processes (unique constraints and version checks in the database), and readers in any
+process never miss an event (``_horizon``).
+
+    store = await PostgresEventStore.open("postgresql://127.0.0.1/app", schema="twofold")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+
+from psycopg import sql
+
+from twofold.adapters import _append_rules as rules
+from twofold.adapters.postgres._horizon import VisibilityHorizon
+from twofold.adapters.postgres._listener import Listener, Signal
+from twofold.adapters.postgres._pool import ConnectionPool, connect
+from twofold.adapters.postgres._rows import EVENT_COLUMNS, check_texts, recorded_event
+from twofold.adapters.postgres._writer import BatchWriter
+from twofold.adapters.postgres.migrations import migrate
+from twofold.application.records import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+)
+from twofold.errors import ConfigurationError, StoreClosedError
+
+__all__ = ["DEFAULT_SCHEMA", "PostgresEventStore", "check_schema_name"]
+
+DEFAULT_SCHEMA = "twofold"
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_SUBSCRIBE_PAGE = 500
+
+
+def check_schema_name(schema: str) -> str:
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigurationError(
+            f"schema {schema!r} is not a plain PostgreSQL name; use letters, digits and "
+            "underscores (at most 63), starting with a letter or underscore"
+        )
+    return schema
+
+
+def _channel(schema: str) -> str:
+    # A channel name is an identifier (at most 63 bytes); long schema names are hashed.
+    name = f"twofold_{schema}"
+    return name if len(name) <= 63 else "twofold_" + hashlib.sha1(schema.encode()).hexdigest()
+
+
+class PostgresEventStore:
+    """The EventStore port on PostgreSQL; build it with ``await PostgresEventStore.open(...)``.
+
+    Options (keyword-only): ``pool_size`` read connections (default 4); ``max_batch``
+    events per group commit (default 1000); ``visibility_wait`` seconds a read waits for
+    concurrent appends to finish so it sees everything committed before it started
+    (default 1.0; see ``_horizon``); ``poll_interval`` seconds between a subscription's
+    polls when no notification came (default 2.0); ``notify_interval`` the most seconds
+    other processes hear of a commit late, in exchange for fewer notifications (default
+    0.01; 0 sends one per commit; see ``_listener``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        pool_size: int = 4,
+        max_batch: int = 1000,
+        visibility_wait: float = 1.0,
+        poll_interval: float = 2.0,
+        notify_interval: float = 0.01,
+    ) -> None:
+        self._schema = check_schema_name(schema)
+        ident = sql.Identifier(schema)
+        self._url = url
+        self._pool = ConnectionPool(url, size=pool_size)
+        self._signal = Signal()
+        channel = _channel(schema)
+        self._listener = Listener(url, channel, self._signal)
+        self._writer = BatchWriter(
+            url,
+            ident,
+            on_commit=self._committed,
+            channel=channel,
+            notify_interval=notify_interval,
+            max_events=max_batch,
+        )
+        self._horizon = VisibilityHorizon(ident, self._pool.connection)
+        self._visibility_wait = visibility_wait
+        self._poll_interval = poll_interval
+        self._closed = False
+        self._q_stream = _q(
+            "SELECT {cols} FROM {s}.events WHERE stream_id = %s AND stream_version >= %s"
+            " ORDER BY stream_version LIMIT %s",
+            ident,
+        )
+        self._q_all = _q(
+            "SELECT {cols} FROM {s}.events WHERE position > %s AND position <= %s"
+            " ORDER BY position LIMIT %s",
+            ident,
+        )
+        self._q_all_types = _q(
+            "SELECT {cols} FROM {s}.events WHERE position > %s AND position <= %s"
+            " AND type = ANY(%s::text[]) ORDER BY position LIMIT %s",
+            ident,
+        )
+        self._q_version = _q(
+            "SELECT coalesce(max(stream_version), 0) FROM {s}.events WHERE stream_id = %s",
+            ident,
+        )
+        self._q_head = _q(
+            "SELECT coalesce(max(position), 0) FROM {s}.events WHERE position <= %s", ident
+        )
+        self._q_save_snapshot = _q(
+            "INSERT INTO {s}.snapshots AS old"
+            " (stream_id, aggregate_type, version, schema_version, state)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (stream_id) DO UPDATE"
+            " SET aggregate_type = excluded.aggregate_type, version = excluded.version,"
+            " schema_version = excluded.schema_version, state = excluded.state,"
+            " saved_at = now()"
+            # A snapshot never moves backwards; one at the same version replaces the old
+            # one, so a snapshot of a new schema version takes over.
+            " WHERE old.version <= excluded.version",
+            ident,
+        )
+        self._q_load_snapshot = _q(
+            "SELECT stream_id, aggregate_type, version, schema_version, state"
+            " FROM {s}.snapshots WHERE stream_id = %s",
+            ident,
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        migrate_schema: bool = True,
+        **options: Any,
+    ) -> PostgresEventStore:
+        """Connect, create or upgrade the schema (unless ``migrate_schema=False``), and
+        return a ready store."""
+        store = cls(url, schema=schema, **options)
+        if migrate_schema:
+            conn = await connect(url)
+            try:
+                await migrate(conn, store._schema)
+            finally:
+                await conn.close()
+        return store
+
+    @property
+    def schema(self) -> str:
+        return self._schema
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The store's read connections, for adapters that share its schema."""
+        return self._pool
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: ExpectedVersion,
+    ) -> AppendResult:
+        rules.validate_append(stream_id, events, expected_version)
+        check_texts(stream_id, events)
+        self._check_open()
+        return await self._writer.append(stream_id, tuple(events), expected_version)
+
+    async def read_stream(
+        self, stream_id: str, *, from_version: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        rules.check_read_stream(stream_id, from_version, limit)
+        self._check_open()
+        # A stream needs no horizon: appends to one stream commit in version order (the
+        # unique (stream_id, stream_version) makes a competing append wait, then fail).
+        return await self._fetch(self._q_stream, (stream_id, from_version, limit))
+
+    async def read_all(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 1000,
+        types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        rules.check_read_all(after, limit, types)
+        self._check_open()
+        horizon = await self._horizon.refresh(wait=self._visibility_wait)
+        return (await self._page(after, horizon, limit, types))[0]
+
+    def subscribe(
+        self, *, after: int = 0, types: Collection[str] | None = None
+    ) -> AsyncIterator[RecordedEvent]:
+        rules.check_read_all(after, 1, types)
+        self._check_open()
+        return self._follow(after, None if types is None else list(types))
+
+    async def stream_version(self, stream_id: str) -> int:
+        rules.check_stream_id(stream_id)
+        self._check_open()
+        return int(await self._scalar(self._q_version, (stream_id,)))
+
+    async def head_position(self) -> int:
+        self._check_open()
+        horizon = await self._horizon.refresh(wait=self._visibility_wait)
+        return int(await self._scalar(self._q_head, (horizon,)))
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        if not isinstance(snapshot, Snapshot):
+            raise TypeError(f"save_snapshot expects a Snapshot, got {type(snapshot).__name__}")
+        rules.check_stream_id(snapshot.stream_id)
+        self._check_open()
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                self._q_save_snapshot,
+                (
+                    snapshot.stream_id,
+                    snapshot.aggregate_type,
+                    snapshot.version,
+                    snapshot.schema_version,
+                    snapshot.state,
+                ),
+            )
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        rules.check_stream_id(stream_id)
+        self._check_open()
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(self._q_load_snapshot, (stream_id,), binary=True)
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return Snapshot(
+            stream_id=row[0],
+            aggregate_type=row[1],
+            version=row[2],
+            schema_version=row[3],
+            state=bytes(row[4]),
+        )
+
+    async def close(self) -> None:
+        """Write the appends already queued, then close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.close()
+        await self._listener.close()
+        await self._pool.close()
+        self._signal.fire()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError()
+
+    def _committed(self, position: int) -> None:
+        # Local subscribers wake at once; other processes learn from the writer's NOTIFY.
+        self._signal.fire()
+
+    async def _page(
+        self, after: int, horizon: int, limit: int, types: Collection[str] | None
+    ) -> tuple[list[RecordedEvent], int]:
+        """Events after ``after`` up to ``horizon``, and how far the scan got: the last
+        event's position on a full page, else the horizon (nothing before it is missing)."""
+        if horizon <= after:
+            return [], after
+        if types is None:
+            events = await self._fetch(self._q_all, (after, horizon, limit))
+        else:
+            events = await self._fetch(self._q_all_types, (after, horizon, list(types), limit))
+        reached = events[-1].position if len(events) == limit else horizon
+        return events, reached
+
+    async def _follow(self, after: int, types: list[str] | None) -> AsyncIterator[RecordedEvent]:
+        await self._listener.start()
+        position = after
+        backoff = 0.01
+        while True:
+            self._check_open()
+            changed = self._signal.token()
+            horizon = await self._horizon.refresh()
+            events, reached = await self._page(position, horizon, _SUBSCRIBE_PAGE, types)
+            for event in events:
+                yield event
+            position = max(position, reached)
+            if len(events) == _SUBSCRIBE_PAGE:
+                continue
+            # Caught up. Writers in flight hold back the horizon: look again soon (a writer
+            # that rolls back sends no notification), backing off if one stays open long.
+            if self._horizon.settled:
+                timeout, backoff = self._poll_interval, 0.01
+            else:
+                timeout, backoff = backoff, min(backoff * 2, self._poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout)
+
+    async def _fetch(self, query: sql.Composed, params: Sequence[Any]) -> list[RecordedEvent]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params, binary=True)
+            return [recorded_event(row) for row in await cur.fetchall()]
+
+    async def _scalar(self, query: sql.Composed, params: Sequence[Any]) -> Any:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            row = await cur.fetchone()
+        assert row is not None
+        return row[0]
+
+
+def _q(template: str, schema: sql.Identifier) -> sql.Composed:
+    return sql.SQL(template.replace("{cols}", EVENT_COLUMNS)).format(s=schema)

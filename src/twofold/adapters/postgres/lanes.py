@@ -1,0 +1,129 @@
+"""A lane: one thread and one synchronous connection that only that thread uses.
+
+Projection handlers are synchronous, so a batch is applied on a thread, with a synchronous
+psycopg connection, in one transaction. Each projection writes through a lane of its own,
+so projections commit in parallel and a slow one holds up no other.
+
+A *fenced* lane never replaces its connection. A lease is a session-level advisory lock
+held by that very connection (``leases``): while the connection lives, the lock is held
+and the lane may write; once it broke, the lock may already belong to another process, so
+every later call raises LeaseLostError instead of connecting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+import psycopg
+
+from twofold.errors import ProjectionError, StoreClosedError
+
+__all__ = ["Lane", "LeaseLostError", "sync_connect"]
+
+T = TypeVar("T")
+
+# Without these, a connection to a host that vanished looks alive for hours (TCP only).
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+
+
+class LeaseLostError(ProjectionError):
+    """The connection that held a projection's lease broke: another worker may run it now."""
+
+    def __init__(self, projection: str) -> None:
+        self.projection = projection
+        super().__init__(
+            f"the lease on projection {projection!r} was lost with its connection; this "
+            "process stops writing it, and takes it again when it is free"
+        )
+
+
+def sync_connect(url: str, *, application_name: str = "twofold") -> psycopg.Connection[Any]:
+    """An autocommit connection that returns times in UTC; callers open transactions."""
+    # Keepalives: a connection to a host that vanished would look alive for hours (TCP).
+    conn = psycopg.connect(
+        url,
+        autocommit=True,
+        keepalives=1,
+        keepalives_idle=5,
+        keepalives_interval=2,
+        keepalives_count=3,
+        application_name=application_name[:63],
+    )
+    conn.execute("SET TIME ZONE 'UTC'")
+    return conn
+
+
+class Lane:
+    """Runs ``fn(conn, *args)`` on the lane's thread, one call at a time, in call order."""
+
+    def __init__(self, url: str, *, name: str, fenced_for: str | None = None) -> None:
+        self._url = url
+        self.name = name
+        # Shown in pg_stat_activity: which process holds which lease.
+        self.application_name = f"twofold {name} pid {os.getpid()}"
+        self._fenced_for = fenced_for
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"twofold-{name}")
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lost = False
+        self._closed = False
+
+    @property
+    def fenced(self) -> bool:
+        return self._fenced_for is not None
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise StoreClosedError("read store")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(self._call, fn, args))
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = self._connection()
+        try:
+            return fn(conn, *args)
+        except Exception as exc:
+            if conn.broken or conn.closed:
+                self._conn = None
+                if self._fenced_for is not None:
+                    self._lost = True
+                    raise LeaseLostError(self._fenced_for) from exc
+            raise
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None:
+            return self._conn
+        if self._lost:
+            assert self._fenced_for is not None
+            raise LeaseLostError(self._fenced_for)
+        self._conn = sync_connect(self._url, application_name=self.application_name)
+        return self._conn
+
+    async def close(self) -> None:
+        """Close the connection (which releases a lease's lock) and stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._fenced_for is not None:
+            self._lost = True

@@ -1,0 +1,259 @@
+"""Promise 4 on PostgreSQL: once a reader has seen position p, nothing below p appears later.
+
+Positions come from a sequence and transactions commit in any order, so these tests hold
+transactions open on purpose, at lower positions than ones already committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from twofold.adapters.postgres import PostgresEventStore
+from twofold.application.records import ANY, NO_STREAM, NewEvent, RecordedEvent, uuid7
+
+from ._raw_writer import append_params, append_query
+
+pytestmark = pytest.mark.postgres
+
+RAW_WRITER = Path(__file__).with_name("_raw_writer.py")
+
+
+def new_events(count: int = 1) -> list[NewEvent]:
+    return [NewEvent(event_id=uuid7(), type="Fast") for _ in range(count)]
+
+
+async def test_read_all_stops_below_a_position_still_in_flight(
+    postgres_url: str, pg_schema: str
+) -> None:
+    writer = await PostgresEventStore.open(postgres_url, schema=pg_schema)
+    reader = await PostgresEventStore.open(postgres_url, schema=pg_schema, visibility_wait=0.05)
+    slow = await psycopg.AsyncConnection.connect(postgres_url)
+    try:
+        await slow.execute(append_query(pg_schema), append_params("slow", 1)[1])
+        fast = await writer.append("fast", new_events(), expected_version=NO_STREAM)
+        assert fast.position == 2
+
+        assert await reader.read_all() == []
+        assert await reader.head_position() == 0
+
+        await slow.commit()
+        assert [e.position for e in await reader.read_all()] == [1, 2]
+        assert await reader.head_position() == 2
+    finally:
+        await slow.close()
+        await writer.close()
+        await reader.close()
+
+
+async def test_read_all_waits_for_a_writer_whose_xid_is_above_the_snapshot_xmax(
+    postgres_url: str, pg_schema: str
+) -> None:
+    # The hole in "wait until xmin >= the snapshot's xmax": xmax is the latest *completed*
+    # xid + 1, so a running writer whose xid is newer than every completed one is not in
+    # the snapshot's list. Here the committed writer took its xid first and its position
+    # last, so nothing newer than the slow writer's xid has completed.
+    store = await PostgresEventStore.open(postgres_url, schema=pg_schema, visibility_wait=0.05)
+    early = await psycopg.AsyncConnection.connect(postgres_url)
+    slow = await psycopg.AsyncConnection.connect(postgres_url)
+    try:
+        await early.execute("SELECT pg_current_xact_id()")
+        await slow.execute(append_query(pg_schema), append_params("slow", 1)[1])
+        await early.execute(append_query(pg_schema), append_params("early", 1)[1])
+        await early.commit()
+
+        assert await store.read_all() == []
+
+        await slow.commit()
+        assert [e.stream_id for e in await store.read_all()] == ["slow", "early"]
+    finally:
+        await early.close()
+        await slow.close()
+        await store.close()
+
+
+async def test_an_open_writing_transaction_delays_newer_events_until_it_ends(
+    postgres_url: str, pg_schema: str
+) -> None:
+    # The price of the horizon: any transaction holding an xid may still take a position,
+    # so events appended after it started stay unseen until it ends. Reads still return
+    # (what was confirmed before), and the append itself is not held up.
+    store = await PostgresEventStore.open(postgres_url, schema=pg_schema, visibility_wait=0.05)
+    other = await psycopg.AsyncConnection.connect(postgres_url)
+    try:
+        before = await store.append("s", new_events(), expected_version=NO_STREAM)
+        assert [e.position for e in await store.read_all()] == [before.position]
+        await other.execute("SELECT pg_current_xact_id()")  # e.g. a long batch job
+        after = await store.append("s", new_events(), expected_version=1)
+
+        assert [e.position for e in await store.read_all()] == [before.position]
+        assert [e.position for e in await store.read_all()] == [before.position]
+
+        await other.rollback()
+        positions = [e.position for e in await store.read_all()]
+        assert positions == [before.position, after.position]
+    finally:
+        await other.close()
+        await store.close()
+
+
+async def test_subscription_yields_a_late_commit_before_the_positions_after_it(
+    postgres_url: str, pg_schema: str
+) -> None:
+    writer = await PostgresEventStore.open(postgres_url, schema=pg_schema)
+    reader = await PostgresEventStore.open(postgres_url, schema=pg_schema)
+    slow = await psycopg.AsyncConnection.connect(postgres_url)
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for event in reader.subscribe():
+            seen.append(event.position)
+            if len(seen) == 2:
+                return
+
+    try:
+        following = asyncio.create_task(follow())
+        await slow.execute(append_query(pg_schema), append_params("slow", 1)[1])
+        await writer.append("fast", new_events(), expected_version=NO_STREAM)
+        await slow.commit()
+        await asyncio.wait_for(following, 30)
+        assert seen == [1, 2]
+    finally:
+        await slow.close()
+        await writer.close()
+        await reader.close()
+
+
+@pytest.mark.slow
+async def test_readers_see_every_commit_once_in_order_under_concurrent_writers(
+    postgres_url: str, pg_schema: str
+) -> None:
+    """Writers in three shapes run at once, readers follow them, and every reader must
+    end up with exactly the committed log, in position order:
+
+    - writer processes and in-process connections that sleep inside their transactions
+      and sometimes roll back (gaps);
+    - an "inverter" that holds a low position until a higher one has committed, so commits
+      out of position order are certain, not just likely;
+    - two stores whose tasks append concurrently (group commit).
+    """
+    rnd = random.Random(20240601)
+    stores = [await PostgresEventStore.open(postgres_url, schema=pg_schema) for _ in range(7)]
+    writer_stores, reader_stores, subscriber_stores = stores[:2], stores[2:5], stores[5:]
+    committed: set[str] = set()
+    writers_done = asyncio.Event()
+    final: list[int] = []
+
+    async def raw_process(seed: int) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(RAW_WRITER), postgres_url, pg_schema, "60", str(seed),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        committed.update(json.loads(out))
+
+    async def raw_connection(seed: int) -> None:
+        local = random.Random(seed)
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            for _ in range(60):
+                ids, params = append_params(f"conn-{seed}", local.randint(1, 3))
+                await conn.execute(append_query(pg_schema), params)
+                await asyncio.sleep(local.random() * 0.004)
+                if local.random() < 0.1:
+                    await conn.rollback()
+                else:
+                    await conn.commit()
+                    committed.update(str(i) for i in ids)
+
+    async def inverter() -> None:
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            for _ in range(10):
+                ids, params = append_params("inverter", 1)
+                cur = await conn.execute(append_query(pg_schema), params)
+                row = await cur.fetchone()
+                assert row is not None
+                mine = row[2][0]
+                async with await psycopg.AsyncConnection.connect(
+                    postgres_url, autocommit=True
+                ) as probe:
+                    while True:
+                        cur = await probe.execute(
+                            f'SELECT count(*) FROM "{pg_schema}".events WHERE position > %s',
+                            (mine,),
+                        )
+                        above = await cur.fetchone()
+                        if above is not None and above[0] > 0:
+                            break
+                        await asyncio.sleep(0.001)
+                await conn.commit()
+                committed.update(str(i) for i in ids)
+
+    async def store_writer(store: PostgresEventStore, seed: int) -> None:
+        local = random.Random(seed)
+        for _ in range(40):
+            events = new_events(local.randint(1, 3))
+            await store.append(f"store-{seed}", events, expected_version=ANY)
+            committed.update(str(e.event_id) for e in events)
+
+    async def reader(store: PostgresEventStore, seen: list[RecordedEvent]) -> None:
+        position = 0
+        while not (writers_done.is_set() and final and position >= final[-1]):
+            page = await store.read_all(after=position, limit=rnd.randint(1, 40))
+            seen.extend(page)
+            if page:
+                position = page[-1].position
+            else:
+                await asyncio.sleep(0.002)
+
+    async def subscriber(store: PostgresEventStore, seen: list[RecordedEvent]) -> None:
+        async for event in store.subscribe():
+            seen.append(event)
+
+    reads: list[list[RecordedEvent]] = [[] for _ in reader_stores]
+    subs: list[list[RecordedEvent]] = [[] for _ in subscriber_stores]
+    readers = [
+        asyncio.create_task(reader(s, seen))
+        for s, seen in zip(reader_stores, reads, strict=True)
+    ]
+    subscribers = [
+        asyncio.create_task(subscriber(s, seen))
+        for s, seen in zip(subscriber_stores, subs, strict=True)
+    ]
+    try:
+        await asyncio.gather(
+            *(raw_process(seed) for seed in range(3)),
+            *(raw_connection(seed) for seed in range(10, 14)),
+            inverter(),
+            *(store_writer(s, seed) for s in writer_stores for seed in range(20, 26)),
+        )
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            cur = await conn.execute(
+                f'SELECT position, event_id FROM "{pg_schema}".events ORDER BY position'
+            )
+            rows = await cur.fetchall()
+        final.extend(position for position, _ in rows)
+        writers_done.set()
+        await asyncio.wait_for(asyncio.gather(*readers), 60)
+
+        for _ in range(6000):  # at most a minute: a guard against hanging, not a limit
+            if all(seen and seen[-1].position >= final[-1] for seen in subs):
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        for task in [*readers, *subscribers]:
+            task.cancel()
+        await asyncio.gather(*readers, *subscribers, return_exceptions=True)
+        for store in stores:
+            await store.close()
+
+    assert {str(event_id) for _, event_id in rows} == committed
+    assert len(final) > 1000
+    for seen in [*reads, *subs]:
+        assert [e.position for e in seen] == final
