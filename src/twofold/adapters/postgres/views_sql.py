@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from twofold.adapters._views import ViewRegistry, build_select
 from twofold.application.views import Collection, IndexType, SortBy
-from twofold.errors import ConfigurationError, QueryError
+from twofold.errors import QueryError
 
 __all__ = [
     "ViewSchema",
@@ -116,51 +117,21 @@ def query_param(collection: str, field: str, kind: IndexType | None, value: Any)
     return coerced
 
 
-class ViewSchema:
-    """Which projection owns which collections, and the SQL to read and write them."""
+class ViewSchema(ViewRegistry):
+    """Which projection owns which collections, and the SQL to read them on PostgreSQL."""
 
     def __init__(self, schema: str) -> None:
+        super().__init__()
         self.schema = schema
-        self._collections: dict[str, Collection] = {}
-        self._owner: dict[str, str] = {}
-        self._by_projection: dict[str, tuple[Collection, ...]] = {}
         self._get_sql: dict[str, str] = {}
 
-    def register(self, projection: str, collections: Sequence[Collection]) -> None:
-        for collection in collections:
-            owner = self._owner.get(collection.name)
-            if owner is not None and owner != projection:
-                raise ConfigurationError(
-                    f"collection {collection.name!r} belongs to projection {owner!r}; "
-                    f"{projection!r} must use a collection of its own"
-                )
-            self._collections[collection.name] = collection
-            self._owner[collection.name] = projection
-            self._get_sql[collection.name] = (
-                f"SELECT doc::text FROM {active_view(self.schema, collection.name)} WHERE key = %s"
-            )
-        self._by_projection[projection] = tuple(collections)
+    def registered(self, collection: Collection) -> None:
+        self._get_sql[collection.name] = (
+            f"SELECT doc::text FROM {active_view(self.schema, collection.name)} WHERE key = %s"
+        )
 
-    def projections(self) -> list[str]:
-        return sorted(self._by_projection)
-
-    def collections(self, projection: str) -> tuple[Collection, ...]:
-        return self._by_projection.get(projection, ())
-
-    def collection(self, name: str) -> Collection:
-        found = self._collections.get(name)
-        if found is None:
-            raise QueryError(
-                f"no collection named {name!r}; known: {', '.join(sorted(self._collections))}"
-            )
-        return found
-
-    def tables_for(self, projection: str, generation: int) -> dict[str, tuple[str, Collection]]:
-        """The tables a projection's batch writes: collection name -> (table, declaration)."""
-        return {
-            c.name: (collection_table(self.schema, c.name, generation), c)
-            for c in self._by_projection.get(projection, ())
-        }
+    def table(self, collection: str, generation: int) -> str:
+        return collection_table(self.schema, collection, generation)
 
     def get_sql(self, collection: str) -> str:
         sql = self._get_sql.get(collection)
@@ -179,46 +150,21 @@ class ViewSchema:
         limit: int | None,
         offset: int,
     ) -> tuple[str, list[Any]]:
-        declared = self.collection(collection)
+        return build_select(
+            self.collection(collection),
+            source=active_view(self.schema, collection),
+            what=what,
+            where=where,
+            between=between,
+            order_by=order_by,
+            limit=limit,
+            offset=offset,
+            mark="%s",
+            param=lambda field, kind, value: query_param(collection, field, kind, value),
+            sort_term=_sort_term,
+        )
 
-        def check(field: str, purpose: str) -> IndexType | None:
-            if field != "key" and field not in declared.indexes:
-                raise QueryError(
-                    f"cannot {purpose} {collection!r} by {field!r}: it is not indexed; "
-                    f"indexed fields: {', '.join(sorted({'key', *declared.indexes}))}"
-                )
-            return declared.indexes.get(field)
 
-        clauses: list[str] = []
-        args: list[Any] = []
-        for field, value in (where or {}).items():
-            kind = check(field, "filter")
-            clauses.append(f"{field} = %s")
-            args.append(query_param(collection, field, kind, value))
-        for field, (low, high) in (between or {}).items():
-            kind = check(field, "filter")
-            if low is not None:
-                clauses.append(f"{field} >= %s")
-                args.append(query_param(collection, field, kind, low))
-            if high is not None:
-                clauses.append(f"{field} <= %s")
-                args.append(query_param(collection, field, kind, high))
-        sql = f"SELECT {what} FROM {active_view(self.schema, collection)}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        if order_by:
-            terms = []
-            for field, direction in order_by:
-                if direction not in ("asc", "desc"):
-                    raise QueryError(f"order direction must be 'asc' or 'desc', not {direction!r}")
-                check(field, "order")
-                # NULLs (documents without the field) sort as SQLite does: first when ascending.
-                nulls = "FIRST" if direction == "asc" else "LAST"
-                terms.append(f"{field} {direction.upper()} NULLS {nulls}")
-            sql += " ORDER BY " + ", ".join(terms)
-        if limit is not None or offset:
-            if (limit is not None and limit < 0) or offset < 0:
-                raise QueryError("limit and offset must be 0 or more")
-            sql += " LIMIT %s OFFSET %s"
-            args.extend((limit, offset))
-        return sql, args
+def _sort_term(field: str, direction: str) -> str:
+    # NULLs (documents without the field) sort as SQLite does: first when ascending.
+    return f"{field} {direction} NULLS {'FIRST' if direction == 'ASC' else 'LAST'}"

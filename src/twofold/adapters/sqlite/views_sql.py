@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from twofold.adapters._views import ViewRegistry, build_select
 from twofold.application.views import Collection, SortBy
-from twofold.errors import ConfigurationError, QueryError
 
 __all__ = ["ViewSchema", "collection_table", "create_collection_sql", "from_us", "to_us"]
 
@@ -48,50 +48,20 @@ def from_us(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value / 1_000_000, UTC)
 
 
-class ViewSchema:
-    """Which projection owns which collections, and the SQL to read and write them."""
+class ViewSchema(ViewRegistry):
+    """Which projection owns which collections, and the SQL to read them on SQLite."""
 
     def __init__(self) -> None:
-        self._collections: dict[str, Collection] = {}
-        self._owner: dict[str, str] = {}
-        self._by_projection: dict[str, tuple[Collection, ...]] = {}
+        super().__init__()
         self._get_sql: dict[str, str] = {}
 
-    def register(self, projection: str, collections: Sequence[Collection]) -> None:
-        for collection in collections:
-            owner = self._owner.get(collection.name)
-            if owner is not None and owner != projection:
-                raise ConfigurationError(
-                    f"collection {collection.name!r} belongs to projection {owner!r}; "
-                    f"{projection!r} must use a collection of its own"
-                )
-            self._collections[collection.name] = collection
-            self._owner[collection.name] = projection
-            self._get_sql[collection.name] = (
-                f"SELECT doc FROM {collection_table(collection.name, None)} WHERE key = ?"
-            )
-        self._by_projection[projection] = tuple(collections)
+    def registered(self, collection: Collection) -> None:
+        self._get_sql[collection.name] = (
+            f"SELECT doc FROM {collection_table(collection.name, None)} WHERE key = ?"
+        )
 
-    def projections(self) -> list[str]:
-        return sorted(self._by_projection)
-
-    def collections(self, projection: str) -> tuple[Collection, ...]:
-        return self._by_projection.get(projection, ())
-
-    def collection(self, name: str) -> Collection:
-        found = self._collections.get(name)
-        if found is None:
-            raise QueryError(
-                f"no collection named {name!r}; known: {', '.join(sorted(self._collections))}"
-            )
-        return found
-
-    def tables_for(self, projection: str, generation: int) -> dict[str, tuple[str, Collection]]:
-        """The tables a projection's batch writes: collection name -> (table, declaration)."""
-        return {
-            c.name: (collection_table(c.name, generation), c)
-            for c in self._by_projection.get(projection, ())
-        }
+    def table(self, collection: str, generation: int) -> str:
+        return collection_table(collection, generation)
 
     def get_sql(self, collection: str) -> str:
         sql = self._get_sql.get(collection)
@@ -110,43 +80,15 @@ class ViewSchema:
         limit: int | None,
         offset: int,
     ) -> tuple[str, list[Any]]:
-        declared = self.collection(collection)
-        fields = {"key", *declared.indexes}
-
-        def check(field: str, purpose: str) -> str:
-            if field not in fields:
-                raise QueryError(
-                    f"cannot {purpose} {collection!r} by {field!r}: it is not indexed; "
-                    f"indexed fields: {', '.join(sorted(fields))}"
-                )
-            return field
-
-        clauses: list[str] = []
-        args: list[Any] = []
-        for field, value in (where or {}).items():
-            clauses.append(f"{check(field, 'filter')} = ?")
-            args.append(value)
-        for field, (low, high) in (between or {}).items():
-            check(field, "filter")
-            if low is not None:
-                clauses.append(f"{field} >= ?")
-                args.append(low)
-            if high is not None:
-                clauses.append(f"{field} <= ?")
-                args.append(high)
-        sql = f"SELECT {what} FROM {collection_table(collection, None)}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        if order_by:
-            terms = []
-            for field, direction in order_by:
-                if direction not in ("asc", "desc"):
-                    raise QueryError(f"order direction must be 'asc' or 'desc', not {direction!r}")
-                terms.append(f"{check(field, 'order')} {direction.upper()}")
-            sql += " ORDER BY " + ", ".join(terms)
-        if limit is not None or offset:
-            if (limit is not None and limit < 0) or offset < 0:
-                raise QueryError("limit and offset must be 0 or more")
-            sql += " LIMIT ? OFFSET ?"
-            args.extend((-1 if limit is None else limit, offset))
-        return sql, args
+        return build_select(
+            self.collection(collection),
+            source=collection_table(collection, None),
+            what=what,
+            where=where,
+            between=between,
+            order_by=order_by,
+            limit=limit,
+            offset=offset,
+            mark="?",
+            no_limit=-1,  # SQLite's "no limit" beside an OFFSET
+        )
