@@ -43,3 +43,11 @@ async def test_position_never_moves_backwards_on_advance() -> None:
     tracker.advance("a", 5)
     tracker.advance("a", 3)
     assert tracker.position("a") == 5
+
+
+async def test_reset_wakes_waiters_it_satisfies() -> None:
+    tracker = PositionTracker()
+    waiting = asyncio.create_task(tracker.wait(["a"], 4, timeout=5))
+    await asyncio.sleep(0)
+    tracker.reset("a", 4)
+    await asyncio.wait_for(waiting, 1)

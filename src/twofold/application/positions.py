@@ -2,6 +2,8 @@
 
 Runners call ``advance`` after each commit; queries ``wait``. A waiter is a future resolved
 by the runner that passed its position, so a query wakes the moment its view is ready.
+A projection applied inline (in the append's own transaction, single-database mode) is
+never behind a committed append: ``mark_inline`` it and no query waits for it.
 Runners in other processes feed ``advance`` through a watcher of the read store's
 checkpoints (LISTEN/NOTIFY on PostgreSQL, a change detector on SQLite).
 """
@@ -25,6 +27,14 @@ class PositionTracker:
         self._positions: dict[str, int] = {}
         self._waiters: dict[str, list[tuple[int, int, asyncio.Future[None]]]] = {}
         self._counter = itertools.count()
+        self._inline: set[str] = set()
+
+    def mark_inline(self, projection: str) -> None:
+        """``projection`` commits with every append: waiting for it returns at once."""
+        self._inline.add(projection)
+
+    def is_inline(self, projection: str) -> bool:
+        return projection in self._inline
 
     def position(self, projection: str) -> int:
         return self._positions.get(projection, 0)
@@ -34,6 +44,9 @@ class PositionTracker:
         if position <= self._positions.get(projection, -1):
             return
         self._positions[projection] = position
+        self._wake(projection, position)
+
+    def _wake(self, projection: str, position: int) -> None:
         waiters = self._waiters.get(projection)
         while waiters and waiters[0][0] <= position:
             _, _, future = heapq.heappop(waiters)
@@ -43,7 +56,7 @@ class PositionTracker:
     def reset(self, projection: str, position: int) -> None:
         """Set the position outright (after a reset or a switch to a rebuilt copy)."""
         self._positions[projection] = position
-        self.advance(projection, position)
+        self._wake(projection, position)
 
     async def wait(self, projections: Sequence[str], position: int, timeout: float) -> None:
         """Return once every projection reached ``position``; ConsistencyTimeoutError after
@@ -51,7 +64,7 @@ class PositionTracker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for name in projections:
-            if self._positions.get(name, 0) >= position:
+            if name in self._inline or self._positions.get(name, 0) >= position:
                 continue
             future: asyncio.Future[None] = loop.create_future()
             heapq.heappush(

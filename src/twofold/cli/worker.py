@@ -28,9 +28,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from twofold.application.app import App, Service
-from twofold.application.runner import ProjectionRunner
-from twofold.errors import ConfigurationError, ProjectionError
+from twofold.application.app import Service
+from twofold.errors import ConfigurationError
 from twofold.settings import Settings
 
 if TYPE_CHECKING:
@@ -128,6 +127,7 @@ async def run_worker(
     handle_signals: bool = False,
 ) -> None:
     """Hold (or wait for) a lease on each projection and run those held, until ``stop``."""
+    from twofold.adapters.postgres.leased import start_leased
     from twofold.bootstrap import bootstrap
 
     stop = stop if stop is not None else asyncio.Event()
@@ -148,10 +148,7 @@ async def run_worker(
         for name in names:
             app.runner(name)  # an unknown name fails here
         log.info("worker pid %d shares projections: %s", os.getpid(), ", ".join(names))
-        tasks = [
-            asyncio.create_task(_hold(app, store, name, retry_interval), name=f"lease-{name}")
-            for name in names
-        ]
+        tasks = start_leased(app, store, names, retry_interval)
         try:
             await stop.wait()
         finally:
@@ -160,38 +157,3 @@ async def run_worker(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-
-
-async def _hold(app: App, store: PostgresReadStore, name: str, retry_interval: float) -> None:
-    """Take the lease on ``name`` when free, run the projection while it is held."""
-    template = app.runner(name)
-    while True:
-        lease = store.lease(name)
-        try:
-            # An advisory lock announces nothing when it is freed: trying again is the way.
-            while not await lease.try_acquire():  # noqa: ASYNC110
-                await asyncio.sleep(retry_interval)
-            log.info("worker pid %d runs projection %s", os.getpid(), name)
-            store.use_lane(name, lease.lane)
-            while True:
-                # A fresh runner: it reads the checkpoint the previous holder committed.
-                runner = ProjectionRunner(
-                    template.projection,
-                    event_store=app.event_store,
-                    read_store=store,
-                    codec=app.codec,
-                    positions=app.positions,
-                )
-                await runner.run()
-                # Stopped (its error is in the status): keep the lease, look again later.
-                await asyncio.sleep(retry_interval * 5)
-        except asyncio.CancelledError:
-            raise
-        except ProjectionError as error:
-            log.warning("projection %s: %s", name, error)
-        except Exception:
-            log.exception("projection %s failed; its lease is released and retried", name)
-        finally:
-            store.drop_lane(name)
-            await lease.release()
-        await asyncio.sleep(retry_interval)

@@ -7,6 +7,7 @@ projections, all of them append and answer. On shutdown it undoes that in revers
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from twofold.application.app import App
 from twofold.bootstrap import bootstrap
 from twofold.http.api import HttpApi
 from twofold.http.auth import ApiKeys
@@ -55,11 +57,13 @@ class TwofoldRuntime(Runtime):
     coordinator: Coordinator | None = None
     openapi: bytes | None = None
 
+    leased: bool = False
+
     @property
     def runs_projections(self) -> bool:
         if self.coordinator is not None:
             return self.coordinator.leader
-        return self.app is not None and self.app.run_projections
+        return self.leased or (self.app is not None and self.app.run_projections)
 
 
 def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
@@ -69,10 +73,14 @@ def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         config = settings if settings is not None else Settings.from_env()
         paths = coordination_paths(config)
-        # With shared views, the Coordinator decides which process runs the projections.
-        boot = config if paths is None else dataclasses.replace(config, projections="off")
+        leased = config.read_store.startswith(("postgresql:", "postgres:"))
+        # With shared views, the Coordinator (SQLite) or leases (PostgreSQL) decide which
+        # process runs each projection.
+        shared = paths is not None or leased
+        boot = dataclasses.replace(config, projections="off") if shared else config
         app = await bootstrap(api.service, boot)
         coordinator: Coordinator | None = None
+        leases: list[asyncio.Task[None]] = []
         try:
             await app.start()
             if paths is not None:
@@ -80,6 +88,9 @@ def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
                     app, lock_path=paths[0], run_dir=paths[1], contend=config.projections == "run"
                 )
                 await coordinator.start()
+            if leased:
+                leases = await _share_by_leases(app, run=config.projections == "run")
+                runtime.leased = config.projections == "run"
             runtime.settings = config
             runtime.keys = ApiKeys(config.api_keys)
             runtime.coordinator = coordinator
@@ -88,6 +99,11 @@ def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
             yield
         finally:
             runtime.app = None
+            for task in leases:
+                task.cancel()
+            for task in leases:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if coordinator is not None:
                 await coordinator.close()
             await app.close()
@@ -240,3 +256,16 @@ def _title(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+async def _share_by_leases(app: App, *, run: bool) -> list[asyncio.Task[None]]:
+    """On PostgreSQL: follow checkpoints by NOTIFY; when ``run``, run the projections whose
+    lease this process takes (every server process and ``twofold worker`` contend)."""
+    from twofold.adapters.postgres.leased import start_leased
+    from twofold.adapters.postgres.read_store import PostgresReadStore
+
+    store = app.read_store
+    if not isinstance(store, PostgresReadStore):
+        return []
+    await store.watch_checkpoints(app.positions.advance)
+    return start_leased(app, store, list(app.runners)) if run else []

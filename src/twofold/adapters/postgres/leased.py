@@ -1,0 +1,68 @@
+"""Running projections under leases: each runs in exactly one process at a time.
+
+Used by ``twofold worker`` and by ``twofold serve`` on a PostgreSQL read store. A process
+holds a lease per projection it runs (an advisory lock whose connection also commits the
+projection's batches, so a process that lost it cannot write); the others try to take free
+leases every ``retry_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+
+from twofold.adapters.postgres.read_store import PostgresReadStore
+from twofold.application.app import App
+from twofold.application.runner import ProjectionRunner
+from twofold.errors import ProjectionError
+
+__all__ = ["run_leased", "start_leased"]
+
+log = logging.getLogger("twofold.leases")
+
+
+def start_leased(
+    app: App, store: PostgresReadStore, names: Sequence[str], retry_interval: float = 1.0
+) -> list[asyncio.Task[None]]:
+    """A task per projection that takes its lease when free and runs it while held."""
+    return [
+        asyncio.create_task(run_leased(app, store, name, retry_interval), name=f"lease-{name}")
+        for name in names
+    ]
+
+
+async def run_leased(app: App, store: PostgresReadStore, name: str, retry_interval: float) -> None:
+    """Take the lease on ``name`` when free, run the projection while it is held."""
+    template = app.runner(name)
+    while True:
+        lease = store.lease(name)
+        try:
+            # An advisory lock announces nothing when it is freed: trying again is the way.
+            while not await lease.try_acquire():  # noqa: ASYNC110
+                await asyncio.sleep(retry_interval)
+            log.info("process %d runs projection %s", os.getpid(), name)
+            store.use_lane(name, lease.lane)
+            while True:
+                # A fresh runner: it reads the checkpoint the previous holder committed.
+                runner = ProjectionRunner(
+                    template.projection,
+                    event_store=app.event_store,
+                    read_store=store,
+                    codec=app.codec,
+                    positions=app.positions,
+                )
+                await runner.run()
+                # Stopped (its error is in the status): keep the lease, look again later.
+                await asyncio.sleep(retry_interval * 5)
+        except asyncio.CancelledError:
+            raise
+        except ProjectionError as error:
+            log.warning("projection %s: %s", name, error)
+        except Exception:
+            log.exception("projection %s failed; its lease is released and retried", name)
+        finally:
+            store.drop_lane(name)
+            await lease.release()
+        await asyncio.sleep(retry_interval)

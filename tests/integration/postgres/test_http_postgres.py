@@ -1,0 +1,85 @@
+"""The HTTP service and the shop unchanged on PostgreSQL, set by URLs only.
+
+`twofold serve --workers 2` on one PostgreSQL schema: both workers append, each projection
+runs in exactly one process (leases), and a client reads its own writes whichever worker
+answers (woken by NOTIFY). Then API processes with projections off and a `twofold worker`.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.processes import environment, serving, twofold
+from tests.e2e.shop_client import created, ok
+from tests.e2e.test_workers import pinned_clients
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+DEADLINE = 60.0  # seconds; for a broken run to fail rather than hang
+
+
+def shop_round(writer: httpx.Client, reader: httpx.Client, n: int) -> None:
+    user = created(
+        writer.post("/api/users", json={"user_id": f"u{n}", "email": f"u{n}@x.io", "name": "A"})
+    )
+    seen = ok(reader.get(f"/api/users/u{n}", params={"min_position": user["position"]}))
+    assert seen["name"] == "A"
+    created(reader.post("/api/products", json={"product_id": f"p{n}", "name": "P", "price": "2"}))
+    order = created(
+        reader.post(
+            "/api/orders",
+            json={
+                "customer_id": f"u{n}",
+                "items": [{"product_id": f"p{n}", "quantity": 2, "price": "2.50"}],
+            },
+        )
+    )
+    view = ok(writer.get(f"/api/orders/{order['id']}", params={"min_position": order["position"]}))
+    assert view["customer_name"] == "A" and view["total_amount"] == "5.00"
+
+
+def test_two_server_workers_share_projections_and_read_their_writes(
+    postgres_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    target = f"{postgres_url}?schema={pg_schema}"
+    env = environment(TWOFOLD_EVENT_STORE=target, TWOFOLD_READ_STORE=target)
+    with serving(["--workers", "2"], cwd=tmp_path, env=env) as (url, _), ExitStack() as stack:
+        clients = pinned_clients(url, stack)
+        (_, a), (_, b) = clients.items()
+        for n in range(4):
+            shop_round(a, b, n)
+        health = ok(a.get("/health"))
+        assert health["status"] == "UP" and health["head_position"] == 12
+        assert all(p["position"] == 12 for p in health["projections"])
+    # Nothing was written to SQLite files: the URLs alone moved the service.
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_api_without_projections_reads_writes_applied_by_a_worker(
+    postgres_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    target = f"{postgres_url}?schema={pg_schema}"
+    env = environment(TWOFOLD_EVENT_STORE=target, TWOFOLD_READ_STORE=target)
+    api_env = {**env, "TWOFOLD_PROJECTIONS": "off"}
+    with serving([], cwd=tmp_path, env=api_env) as (url, _):
+        worker = twofold("worker", cwd=tmp_path, env=env)
+        try:
+            with httpx.Client(base_url=url) as client:
+                user = created(
+                    client.post(
+                        "/api/users", json={"user_id": "u1", "email": "u@x.io", "name": "Ann"}
+                    )
+                )
+                view = client.get(
+                    "/api/users/u1",
+                    params={"min_position": user["position"], "timeout_ms": 30000},
+                )
+                assert ok(view)["name"] == "Ann"
+                assert not ok(client.get("/health"))["runs_projections"]
+        finally:
+            worker.terminate()
+            worker.communicate(timeout=DEADLINE)  # reaps it and closes its pipe
