@@ -2,6 +2,10 @@
 
 ``bootstrap(service, settings)`` opens the stores named by the settings' URLs, builds the
 codec, the buses with their middleware, and a runner per projection, and returns the App.
+
+Projections named in ``settings.inline_projections`` (single-database mode) are prepared,
+brought up to date and attached to the event store here, so the App's first append already
+applies them; their runners (``InlineRunner``) only rebuild.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from urllib.parse import urlsplit
 
 from twofold.application.app import App, Service
 from twofold.application.commands import CommandBus
+from twofold.application.inline import InlineRunner
 from twofold.application.middleware import default_middleware
 from twofold.application.ports import EventStore, IdempotencyStore
 from twofold.application.positions import PositionTracker
+from twofold.application.projections import Projection
 from twofold.application.queries import QueryBus
 from twofold.application.repository import Repository
 from twofold.application.runner import ProjectionRunner
@@ -88,6 +94,10 @@ async def bootstrap(service: Service, settings: Settings | None = None) -> App:
     codec = Codec(service.events)
     if service.configure_codec is not None:
         service.configure_codec(codec)
+    projections = service.projection_instances()
+    inline = inline_names(settings, projections)
+    if inline:
+        _check_inline_urls(settings)
     event_store, idempotency = await open_event_store(settings.event_store)
     try:
         read_store = await open_read_store(settings.read_store)
@@ -99,16 +109,29 @@ async def bootstrap(service: Service, settings: Settings | None = None) -> App:
     positions = PositionTracker()
     queries = QueryBus(read_store, positions)
     service.register(commands, queries)
-    runners = [
-        ProjectionRunner(
-            projection,
-            event_store=event_store,
-            read_store=read_store,
-            codec=codec,
-            positions=positions,
-        )
-        for projection in service.projection_instances()
-    ]
+    runners: list[ProjectionRunner] = []
+    for projection in projections:
+        if projection.name in inline:
+            runners.append(
+                InlineRunner(
+                    projection,
+                    event_store=event_store,
+                    read_store=read_store,
+                    codec=codec,
+                    positions=positions,
+                    switch=event_store.switch_inline,  # type: ignore[attr-defined]
+                )
+            )
+        else:
+            runners.append(
+                ProjectionRunner(
+                    projection,
+                    event_store=event_store,
+                    read_store=read_store,
+                    codec=codec,
+                    positions=positions,
+                )
+            )
     app = App(
         service=service,
         codec=codec,
@@ -126,4 +149,59 @@ async def bootstrap(service: Service, settings: Settings | None = None) -> App:
     close_idempotency = getattr(idempotency, "close", None)
     if close_idempotency is not None:
         app.on_close(close_idempotency)
+    if inline:
+        try:
+            await _attach_inline(app, settings, [r for r in runners if r.name in inline])
+        except BaseException:
+            await app.close()
+            raise
     return app
+
+
+def inline_names(settings: Settings, projections: list[Projection]) -> frozenset[str]:
+    """The projections to apply inline: ``settings.inline_projections``, ``*`` expanded."""
+    wanted = settings.inline_projections
+    known = [p.name for p in projections]
+    if "*" in wanted:
+        return frozenset(known)
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        raise ConfigurationError(
+            f"TWOFOLD_INLINE_PROJECTIONS names {', '.join(map(repr, unknown))}, which this "
+            f"service does not declare; its projections are {', '.join(known) or '(none)'}"
+        )
+    return wanted
+
+
+def _check_inline_urls(settings: Settings) -> None:
+    schemes = {urlsplit(settings.event_store).scheme, urlsplit(settings.read_store).scheme}
+    if not schemes <= {"postgresql", "postgres"}:
+        raise ConfigurationError(
+            "projections applied inline (TWOFOLD_INLINE_PROJECTIONS) need the event store and "
+            "the read store in one PostgreSQL database and schema: set TWOFOLD_EVENT_STORE and "
+            "TWOFOLD_READ_STORE to the same postgresql://...?schema=... URL, or empty "
+            f"TWOFOLD_INLINE_PROJECTIONS (now: {settings.event_store.split('://')[0]}:// and "
+            f"{settings.read_store.split('://')[0]}://)"
+        )
+
+
+async def _attach_inline(app: App, settings: Settings, runners: list[ProjectionRunner]) -> None:
+    """Single-database mode: prepare, catch up and attach each inline projection."""
+    from twofold.adapters.postgres import PostgresEventStore, PostgresReadStore
+    from twofold.adapters.postgres.inline import InlineProjection, check_single_database
+
+    await check_single_database(settings.event_store, settings.read_store)
+    store, views = app.event_store, app.read_store
+    assert isinstance(store, PostgresEventStore) and isinstance(views, PostgresReadStore)
+    for runner in runners:
+        await runner.start()  # bookkeeping and tables of the active copy
+        await runner.catch_up()  # the bulk, in batches, before appends hold the lock
+        await store.attach_inline(
+            InlineProjection(
+                runner.name,
+                handlers=runner.projection.bind(app.codec),
+                codec=app.codec,
+                views=views.views,
+            )
+        )
+        app.positions.mark_inline(runner.name)

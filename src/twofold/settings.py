@@ -6,15 +6,20 @@
 | TWOFOLD_READ_STORE         | sqlite:///twofold-views.db   | where the views are kept         |
 | TWOFOLD_PROJECTIONS        | run                          | run: this process runs them; off |
 | TWOFOLD_LAG_THRESHOLD      | 60                           | seconds of lag before health DOWN|
+| TWOFOLD_INLINE_PROJECTIONS | (none)                       | names, or *: applied in the append|
 | TWOFOLD_API_KEYS           | (none)                       | key=scope+scope,key2=scope       |
 | TWOFOLD_CACHE, TWOFOLD_BUS | (none)                       | redis://..., nats://...          |
+
+``TWOFOLD_INLINE_PROJECTIONS`` (single-database mode, PostgreSQL only): comma-separated
+projection names, or ``*`` for all, applied inside each append's own transaction, so their
+views are never stale; both stores must be the same PostgreSQL database and schema.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from twofold.errors import ConfigurationError
@@ -34,6 +39,16 @@ class Settings:
     api_keys: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
     cache: str | None = None
     bus: str | None = None
+    inline_projections: frozenset[str] = frozenset()
+    """Projections applied in the append's transaction; ``{"*"}`` means all of them."""
+
+    def __post_init__(self) -> None:
+        names = self.inline_projections
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise ConfigurationError(
+                f"inline_projections must be a set of projection names (or {{'*'}}), not {names!r}"
+            )
+        object.__setattr__(self, "inline_projections", check_inline_names(names))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -65,6 +80,10 @@ class Settings:
             values["api_keys"] = parse_api_keys(env["TWOFOLD_API_KEYS"])
         if env.get("TWOFOLD_CACHE"):
             values["cache"] = env["TWOFOLD_CACHE"]
+        if env.get("TWOFOLD_INLINE_PROJECTIONS", "").strip():
+            values["inline_projections"] = parse_inline_projections(
+                env["TWOFOLD_INLINE_PROJECTIONS"]
+            )
         if env.get("TWOFOLD_BUS"):
             values["bus"] = env["TWOFOLD_BUS"]
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -87,3 +106,27 @@ def parse_api_keys(raw: str) -> dict[str, frozenset[str]]:
             )
         keys[key.strip()] = scopes
     return keys
+
+
+def parse_inline_projections(raw: str) -> frozenset[str]:
+    """``orders,users`` -> {"orders", "users"}; ``*`` -> {"*"} (every projection)."""
+    names = frozenset(item.strip() for item in raw.split(",") if item.strip())
+    return check_inline_names(names, raw)
+
+
+def check_inline_names(names: Iterable[str], raw: str | None = None) -> frozenset[str]:
+    names = frozenset(names)
+    shown = repr(raw) if raw is not None else repr(sorted(names))
+    if "*" in names and len(names) > 1:
+        raise ConfigurationError(
+            f"TWOFOLD_INLINE_PROJECTIONS {shown}: write either * (every projection) or a "
+            "comma-separated list of names, not both"
+        )
+    bad = sorted(n for n in names if n != "*" and not (n.isidentifier() and n.islower()))
+    if bad:
+        raise ConfigurationError(
+            f"TWOFOLD_INLINE_PROJECTIONS {shown}: {', '.join(map(repr, bad))} is not a "
+            "projection name; list lower-case projection names separated by commas "
+            "(e.g. orders,users), or * for every projection"
+        )
+    return names

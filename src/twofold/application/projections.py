@@ -27,8 +27,9 @@ from twofold.application.views import Collection, ViewTransaction
 from twofold.codec import Codec
 from twofold.domain.aggregate import collect_handlers
 from twofold.domain.messages import Event
+from twofold.errors import ProjectionError
 
-__all__ = ["Projection"]
+__all__ = ["InlineProjectionError", "Projection"]
 
 Handler = Callable[[Event, ViewTransaction], None]
 
@@ -110,3 +111,19 @@ def make_apply(
                 raise HandlerFailed(index, record, exc) from exc
 
     return apply
+
+
+class InlineProjectionError(ProjectionError):
+    """A projection applied inline (single-database mode) failed on an event, so the append
+    that recorded the event was not stored: events never commit without their views."""
+
+    def __init__(self, projection: str, record: RecordedEvent, error: BaseException) -> None:
+        self.projection = projection
+        self.stream_id = record.stream_id
+        self.event_type = record.type
+        self.error = error
+        super().__init__(
+            f"nothing was appended: inline projection {projection!r} failed on {record.type} "
+            f"of stream {record.stream_id!r} ({type(error).__name__}: {error}); fix its "
+            "handler, or run it asynchronously (leave it out of TWOFOLD_INLINE_PROJECTIONS)"
+        )

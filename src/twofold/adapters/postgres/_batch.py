@@ -45,13 +45,13 @@ from twofold.errors import (
     EventStoreError,
 )
 
-__all__ = ["Appender", "InlineProjection", "Request", "lost"]
+__all__ = ["Appender", "InlineApplier", "Request", "lost"]
 
 _MAX_ATTEMPTS = 10
 Connection = psycopg.Connection[Any]
 
 
-class InlineProjection(Protocol):
+class InlineApplier(Protocol):
     """A projection applied inside each batch's transaction (single-database mode)."""
 
     name: str
@@ -119,7 +119,7 @@ class Appender:
             " AND stream_version >= %s ORDER BY stream_version LIMIT %s"
         ).format(schema)
 
-    def write(self, batch: list[Request], inline: Mapping[str, InlineProjection]) -> int:
+    def write(self, batch: list[Request], inline: Mapping[str, InlineApplier]) -> int:
         """Write the batch and settle every request; return the last position committed."""
         # Every process writes its batch's streams in the same order, so two batches
         # waiting on each other's rows of the unique index cannot deadlock. The sort is
@@ -135,6 +135,8 @@ class Appender:
             except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
                 pending = self._settle_stored(pending)
                 continue
+            except psycopg.errors.InvalidSqlStatementName:
+                continue  # a prepared statement was dropped mid-transaction (_single)
             except Exception as exc:
                 if is_connection_error(exc):
                     self._drop()
@@ -163,7 +165,7 @@ class Appender:
     # -- one attempt ----------------------------------------------------------------------
 
     def _attempt(
-        self, conn: Connection, pending: list[Request], inline: Mapping[str, InlineProjection]
+        self, conn: Connection, pending: list[Request], inline: Mapping[str, InlineApplier]
     ) -> list[_Written | _Stale] | None:
         if not inline:
             return self._insert(conn, pending)  # one statement: its own transaction

@@ -129,9 +129,7 @@ class SingleAppend:
                 event.metadata,
                 _I8.pack(expected),
             ]
-            result = conn.pgconn.exec_prepared(
-                b"twofold_append_one", params, (1, 1, 1, 1, 1, 1, 1), 1
-            )
+            result = self._execute(conn, b"twofold_append_one", params, _BINARY)
         else:
             params = [
                 uuid_array(e.event_id for e in events).encode(),
@@ -142,10 +140,7 @@ class SingleAppend:
                 bytea_array(e.metadata for e in events).encode(),
                 _I8.pack(expected),
             ]
-            result = conn.pgconn.exec_prepared(
-                b"twofold_append_many", params, (0, 1, 0, 0, 0, 0, 1), 1
-            )
-        check_result(conn, result)
+            result = self._execute(conn, b"twofold_append_many", params, _ARRAYS)
         rows = [
             (
                 _I8.unpack(_value(result, row, 0))[0],
@@ -159,9 +154,35 @@ class SingleAppend:
 
     def version(self, conn: psycopg.Connection[Any], stream_id: str) -> int:
         self.prepare(conn)
-        result = conn.pgconn.exec_prepared(b"twofold_version", [stream_id.encode()], (1,), 1)
-        check_result(conn, result)
+        result = self._execute(conn, b"twofold_version", [stream_id.encode()], (1,))
         return int(_I4.unpack(_value(result, 0, 0))[0])
+
+    def _execute(
+        self,
+        conn: psycopg.Connection[Any],
+        name: bytes,
+        params: Sequence[bytes],
+        formats: Sequence[int],
+    ) -> pq.abc.PGresult:
+        result = conn.pgconn.exec_prepared(name, params, formats, 1)
+        if result.status == pq.ExecStatus.FATAL_ERROR and _gone(result):
+            # psycopg deallocates every prepared statement of its connection after a
+            # rollback or a DROP (DEALLOCATE ALL), ours included: prepare them again. Inside
+            # a transaction the error aborted it, so the caller tries the batch again.
+            self._prepared = None
+            if conn.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+                self.prepare(conn)
+                result = conn.pgconn.exec_prepared(name, params, formats, 1)
+        check_result(conn, result)
+        return result
+
+
+_BINARY = (1, 1, 1, 1, 1, 1, 1)
+_ARRAYS = (0, 1, 0, 0, 0, 0, 1)  # the arrays as text (_arrays), the rest binary
+
+
+def _gone(result: pq.abc.PGresult) -> bool:
+    return result.error_field(pq.DiagnosticField.SQLSTATE) == b"26000"
 
 
 def _value(result: pq.abc.PGresult, row: int, column: int) -> bytes:

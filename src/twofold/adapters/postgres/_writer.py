@@ -27,14 +27,14 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 
-from twofold.adapters.postgres._batch import Appender, InlineProjection, Request, lost
+from twofold.adapters.postgres._batch import Appender, InlineApplier, Request, lost
 from twofold.adapters.postgres._pool import connect_sync, is_connection_error
 from twofold.adapters.postgres._single import check_result
 from twofold.application.records import AppendResult, ExpectedVersion, NewEvent
@@ -79,7 +79,7 @@ class BatchWriter:
         self._conn: psycopg.Connection[Any] | None = None
         self._appender = Appender(schema, connection=self._connection, drop=self._drop)
         # Replaced whole, never changed in place: the thread reads it once per batch.
-        self._inline: dict[str, InlineProjection] = {}
+        self._inline: dict[str, InlineApplier] = {}
         self._pending: list[Request] = []  # the event loop's, handed over once per turn
         self._backlog: deque[Request] = deque()  # the thread's: appends not yet written
         self._carry: Any = None  # a job or the stop marker, taken while draining the queue
@@ -111,7 +111,7 @@ class BatchWriter:
         self._put(_Job(fn, future, loop))
         return await future
 
-    def attach(self, projection: InlineProjection) -> None:
+    def attach(self, projection: InlineApplier) -> None:
         """Apply ``projection`` inside every later batch's transaction."""
         self._inline = {**self._inline, projection.name: projection}
 
@@ -119,8 +119,8 @@ class BatchWriter:
         self._inline = {k: v for k, v in self._inline.items() if k != name}
 
     @property
-    def inline(self) -> frozenset[str]:
-        return frozenset(self._inline)
+    def inline(self) -> Mapping[str, InlineApplier]:
+        return self._inline
 
     def _hand_over(self) -> None:
         if self._pending:

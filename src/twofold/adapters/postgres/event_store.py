@@ -16,7 +16,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import AsyncIterator, Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
@@ -35,6 +35,9 @@ from twofold.application.records import (
     Snapshot,
 )
 from twofold.errors import ConfigurationError, StoreClosedError
+
+if TYPE_CHECKING:
+    from twofold.adapters.postgres.inline import InlineProjection
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresEventStore", "check_schema_name"]
 
@@ -96,6 +99,7 @@ class PostgresEventStore:
             notify_interval=notify_interval,
             max_events=max_batch,
         )
+        self._inline: dict[str, InlineProjection] = {}
         self._horizon = VisibilityHorizon(ident, self._pool.connection)
         self._visibility_wait = visibility_wait
         self._poll_interval = poll_interval
@@ -256,6 +260,41 @@ class PostgresEventStore:
             state=bytes(row[4]),
         )
 
+    # -- single-database mode -------------------------------------------------------------
+
+    async def attach_inline(self, projection: InlineProjection) -> int:
+        """Apply ``projection`` inside the transaction of every later append (its views are
+        then never stale), after bringing its active copy up to date; return its checkpoint.
+
+        The read store must be this schema (``PostgresReadStore`` on the same database)
+        and the projection prepared there. Every process appending to the schema must
+        apply it inline too: an append of a process that does not leaves its views behind.
+        """
+        self._check_open()
+
+        def attach(conn: Any) -> int:
+            # On the writer's thread: the very next batch applies it.
+            checkpoint = projection.top_up(conn)
+            self._writer.attach(projection)
+            return checkpoint
+
+        checkpoint = await self._writer.run(attach)
+        self._inline[projection.name] = projection
+        return checkpoint
+
+    async def switch_inline(self, name: str, generation: int) -> int:
+        """Make the rebuilt copy ``generation`` of inline projection ``name`` the active
+        one, with no append in between in any process; return its checkpoint."""
+        self._check_open()
+        projection = self._inline.get(name)
+        if projection is None:
+            raise ConfigurationError(f"projection {name!r} is not applied inline by this store")
+        return await self._writer.run(lambda conn: projection.switch(conn, generation))
+
+    @property
+    def inline_projections(self) -> frozenset[str]:
+        return frozenset(self._inline)
+
     async def close(self) -> None:
         """Write the appends already queued, then close every connection."""
         if self._closed:
@@ -308,8 +347,11 @@ class PostgresEventStore:
                 timeout, backoff = self._poll_interval, 0.01
             else:
                 timeout, backoff = backoff, min(backoff * 2, self._poll_interval)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that comes as the signal fires, and the subscription would never end.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await changed.wait()
 
     async def _fetch(self, query: sql.Composed, params: Sequence[Any]) -> list[RecordedEvent]:
         async with self._pool.connection() as conn:
