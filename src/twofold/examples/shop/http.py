@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from twofold.errors import ValidationError
 from twofold.examples.shop import (
     MAX_PAGE_SIZE,
     SERVICE,
@@ -208,7 +209,25 @@ class OrderPath(msgspec.Struct):
 
 
 Status = Literal["CREATED", "SHIPPED", "CANCELLED"]
-Moment = Annotated[datetime, msgspec.Meta(tz=True, description="ISO 8601 with a time zone")]
+# A text field, not a datetime: query strings convert loosely, and a bare number would
+# otherwise pass as seconds since 1970. The pattern admits ISO 8601 with a time zone only.
+Moment = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$",
+        description="ISO 8601 with a time zone, e.g. 2026-11-22T10:00:00Z",
+        extra_json_schema={"format": "date-time"},
+    ),
+]
+
+
+def _moment(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError({field: f"{value!r} is not a real date and time"}) from None
 
 
 class OrderSearch(msgspec.Struct, kw_only=True):
@@ -269,8 +288,8 @@ def search_orders(params: OrderSearch, call: Call) -> SearchOrders:
     return SearchOrders(
         customer_id=params.customer_id,
         status=params.status,
-        from_date=params.from_,
-        to_date=params.to,
+        from_date=_moment(params.from_, "from"),
+        to_date=_moment(params.to, "to"),
         page=params.page,
         size=params.size,
     )
