@@ -269,6 +269,16 @@ class QueryEndpoint:
                     wait_for = from_header
             timeout_ms = values.pop("timeout_ms", None)
             timeout = _timeout(timeout_ms)
+            # Loose conversion would read the text "null" as a missing value (None) for an
+            # optional parameter: refuse it instead of quietly dropping the filter.
+            nulls = [name for name, value in values.items() if value == "null"]
+            if nulls:
+                raise invalid_input(
+                    [
+                        FieldProblem(name, "null is not a value; leave the parameter out")
+                        for name in nulls
+                    ]
+                )
             params: Any = None
             if self.path_only and len(values) == self.path_count:
                 params = route.params(**values)
