@@ -370,10 +370,11 @@ TARGETS = [
 def run(args: argparse.Namespace) -> None:
     url: str = args.url
     report = Report()
-    writer_counts = [1, 8, 32]
+    writer_counts: list[int] = args.writers or [1, 8, 32]
     for round_ in range(args.repeat):
         sys.stderr.write(f"round {round_ + 1} of {args.repeat}\n")
-        asyncio.run(bench_views(url, QUICK_VIEWS if args.quick else FULL_VIEWS, report))
+        if not args.appends_only:
+            asyncio.run(bench_views(url, QUICK_VIEWS if args.quick else FULL_VIEWS, report))
         if args.views_only:
             continue
         for writers in writer_counts:
@@ -385,6 +386,8 @@ def run(args: argparse.Namespace) -> None:
                     writers, procs, args.duration, raw)
             measure(report, f"es.append.w{writers}", "es", es_worker, url, writers, procs,
                     args.duration, raw)
+        if args.writers:
+            continue  # only the figures asked for
         # Group commit inside one process: many writers, one connection writing.
         measure(report, "twofold.append.w32.one_process", "twofold", twofold_worker, url, 32,
                 1, args.duration, "raw.commit_per_event.w32")
@@ -423,6 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 s per figure, one round")
     parser.add_argument("--views-only", action="store_true",
                         help="only the shop figures (commands, rebuild), not the appends")
+    parser.add_argument("--appends-only", action="store_true",
+                        help="only the append figures, not the shop's")
+    parser.add_argument("--writers", type=int, action="append",
+                        help="only this many writers (repeatable; default 1, 8 and 32)")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.repeat = 1.0, 1

@@ -55,6 +55,38 @@ async def test_concurrent_appends_share_one_transaction(
     assert await transactions(postgres_url, pg_schema) == 1
 
 
+async def test_a_burst_after_a_quiet_spell_takes_at_most_two_transactions(
+    store: PostgresEventStore, postgres_url: str, pg_schema: str
+) -> None:
+    await store.append("warm", one(), expected_version=NO_STREAM)  # the writer's lane is open
+    results = await asyncio.gather(
+        *(store.append(f"s-{i}", one(), expected_version=NO_STREAM) for i in range(50))
+    )
+    assert sorted(r.position for r in results) == list(range(2, 52))
+    # The first append goes out at once on its own; the others queue behind it and share
+    # the next commit.
+    assert await transactions(postgres_url, pg_schema) - 1 <= 2
+
+
+async def test_an_append_cancelled_in_flight_leaves_the_store_working(
+    store: PostgresEventStore,
+) -> None:
+    await store.append("warm", one(), expected_version=NO_STREAM)
+    task = asyncio.create_task(store.append("gone", one(), expected_version=NO_STREAM))
+    await asyncio.sleep(0)  # sent on the writer's lane, not yet answered
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The next append waits for the one in flight, and is written after it.
+    result = await store.append("after", one(), expected_version=NO_STREAM)
+    assert result.version == 1
+    # Whether or not the cancelled append was stored, the stream is consistent.
+    version = await store.stream_version("gone")
+    assert version in (0, 1)
+    again = await store.append("gone", one(), expected_version=version)
+    assert again.version == version + 1
+
+
 async def test_a_stale_append_fails_alone_in_its_batch(
     store: PostgresEventStore, postgres_url: str, pg_schema: str
 ) -> None:
@@ -180,7 +212,7 @@ async def test_append_works_again_after_the_connection_is_killed(
 ) -> None:
     await store.append("before", one(), expected_version=NO_STREAM)
     # Only this store's writer: other tests and programs may share the server.
-    writer = store._writer._conn
+    writer = store._writer.connection
     assert writer is not None
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
         await admin.execute("SELECT pg_terminate_backend(%s)", (writer.info.backend_pid,))

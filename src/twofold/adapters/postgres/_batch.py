@@ -45,7 +45,16 @@ from twofold.errors import (
     EventStoreError,
 )
 
-__all__ = ["Appender", "InlineApplier", "Request", "lost"]
+__all__ = [
+    "Appender",
+    "InlineApplier",
+    "Request",
+    "Stale",
+    "Written",
+    "append_params",
+    "build_result",
+    "lost",
+]
 
 _MAX_ATTEMPTS = 10
 Connection = psycopg.Connection[Any]
@@ -68,7 +77,6 @@ class Request:
     events: Sequence[NewEvent]
     expected: ExpectedVersion
     future: asyncio.Future[AppendResult]
-    loop: asyncio.AbstractEventLoop
     # Set once on the writer's thread: (True, AppendResult) or (False, exception).
     outcome: tuple[bool, Any] | None = None
 
@@ -82,13 +90,13 @@ class Request:
 
 
 @dataclass(slots=True)
-class _Written:
+class Written:
     request: Request
     result: AppendResult
 
 
 @dataclass(slots=True)
-class _Stale:
+class Stale:
     request: Request
     actual: int
 
@@ -150,14 +158,14 @@ class Appender:
                 return last
             if outcomes is None:  # the stream moved between two statements: look again
                 continue
-            stale: list[_Stale] = []
+            stale: list[Stale] = []
             for outcome in outcomes:
-                if isinstance(outcome, _Written):
+                if isinstance(outcome, Written):
                     outcome.request.resolve(outcome.result)
                     last = max(last, outcome.result.position)
                 else:
                     stale.append(outcome)
-            self._settle_stale(stale)
+            self.settle_stale(stale)
             return last
         _fail(pending, EventStoreError(f"append gave up after {_MAX_ATTEMPTS} conflicts"))
         return last
@@ -166,14 +174,14 @@ class Appender:
 
     def _attempt(
         self, conn: Connection, pending: list[Request], inline: Mapping[str, InlineApplier]
-    ) -> list[_Written | _Stale] | None:
+    ) -> list[Written | Stale] | None:
         if not inline:
             return self._insert(conn, pending)  # one statement: its own transaction
         with conn.transaction():
             outcomes = self._insert(conn, pending)
             if outcomes:
                 records = sorted(
-                    (e for o in outcomes if isinstance(o, _Written) for e in o.result.events),
+                    (e for o in outcomes if isinstance(o, Written) for e in o.result.events),
                     key=lambda record: record.position,
                 )
                 if records:
@@ -181,14 +189,14 @@ class Appender:
                         projection.apply(conn, records)
             return outcomes
 
-    def _insert(self, conn: Connection, pending: list[Request]) -> list[_Written | _Stale] | None:
+    def _insert(self, conn: Connection, pending: list[Request]) -> list[Written | Stale] | None:
         if len(pending) == 1:
             return self._insert_one(conn, pending[0])
-        cur = conn.execute(self._append, _params(pending), binary=True)
+        cur = conn.execute(self._append, append_params(pending), binary=True)
         row = cur.fetchone()
         assert row is not None
         ok, actual, e_pos, recorded_at = row
-        outcomes: list[_Written | _Stale] = []
+        outcomes: list[Written | Stale] = []
         offset = 0
         for request, written, version in zip(pending, ok, actual, strict=True):
             count = len(request.events)
@@ -198,25 +206,25 @@ class Appender:
                     (position, version - count + 1 + index, recorded_at)
                     for index, position in enumerate(positions)
                 ]
-                outcomes.append(_Written(request, _result(request, rows)))
+                outcomes.append(Written(request, build_result(request, rows)))
             else:
-                outcomes.append(_Stale(request, version))
+                outcomes.append(Stale(request, version))
             offset += count
         return outcomes
 
-    def _insert_one(self, conn: Connection, request: Request) -> list[_Written | _Stale] | None:
+    def _insert_one(self, conn: Connection, request: Request) -> list[Written | Stale] | None:
         code = expected_code(request.expected)
         rows = self.single.append(conn, request.stream_id, request.events, code)
         if rows:
-            return [_Written(request, _result(request, rows))]
+            return [Written(request, build_result(request, rows))]
         actual = self.single.version(conn, request.stream_id)
         if code == -1 or (code == -2 and actual > 0) or code == actual:
             return None  # another writer moved the stream meanwhile to where we expected
-        return [_Stale(request, actual)]
+        return [Stale(request, actual)]
 
     # -- conflicts ------------------------------------------------------------------------
 
-    def _settle_stale(self, stale: list[_Stale]) -> None:
+    def settle_stale(self, stale: list[Stale]) -> None:
         """A version mismatch is either a retry of a stored append or a real conflict."""
         if not stale:
             return
@@ -284,7 +292,7 @@ class Appender:
         return exc
 
 
-def _result(request: Request, rows: Sequence[tuple[int, int, datetime]]) -> AppendResult:
+def build_result(request: Request, rows: Sequence[tuple[int, int, datetime]]) -> AppendResult:
     recorded = tuple(
         RecordedEvent(
             event_id=event.event_id,
@@ -308,7 +316,7 @@ def _result(request: Request, rows: Sequence[tuple[int, int, datetime]]) -> Appe
     )
 
 
-def _params(pending: list[Request]) -> tuple[str, ...]:
+def append_params(pending: list[Request]) -> tuple[str, ...]:
     events = [(request.stream_id, event) for request in pending for event in request.events]
     return (
         text_array(request.stream_id for request in pending),

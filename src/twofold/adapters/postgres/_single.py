@@ -29,7 +29,15 @@ from psycopg import pq, sql
 from twofold.adapters.postgres._arrays import bytea_array, int_array, text_array, uuid_array
 from twofold.application.records import ExpectedVersion, NewEvent, StreamState
 
-__all__ = ["SingleAppend", "check_result", "expected_code"]
+__all__ = [
+    "Row",
+    "SingleAppend",
+    "check_result",
+    "decode_rows",
+    "encode_append",
+    "expected_code",
+    "statements",
+]
 
 _OID_INT4, _OID_INT8, _OID_TEXT, _OID_BYTEA, _OID_UUID = 23, 20, 25, 17, 2950
 _OID_INT4_ARRAY, _OID_TEXT_ARRAY, _OID_BYTEA_ARRAY, _OID_UUID_ARRAY = 1007, 1009, 1001, 2951
@@ -67,7 +75,9 @@ _MANY = (
 _VERSION = "SELECT coalesce(max(stream_version), 0) FROM {s}.events WHERE stream_id = $1"
 
 # One row of RETURNING: (position, stream_version, recorded_at).
-Written = tuple[int, int, datetime]
+Row = tuple[int, int, datetime]
+_BINARY = (1, 1, 1, 1, 1, 1, 1)
+_ARRAYS = (0, 1, 0, 0, 0, 0, 1)  # the arrays as text (_arrays), the rest binary
 
 
 def expected_code(expected: ExpectedVersion) -> int:
@@ -82,8 +92,69 @@ def expected_code(expected: ExpectedVersion) -> int:
     return expected
 
 
+def statements(
+    schema: sql.Identifier, context: psycopg.abc.AdaptContext
+) -> list[tuple[bytes, bytes, tuple[int, ...]]]:
+    """(name, query, parameter types) of each statement to prepare on a connection."""
+    seq = sql.Literal(schema.as_string(context) + ".event_position")
+    return [
+        (name, sql.SQL(template).format(s=schema, seq=seq).as_bytes(context), oids)
+        for name, template, oids in (
+            (b"twofold_append_one", _ONE, (_OID_UUID, _OID_TEXT, _OID_TEXT, _OID_INT4,
+                                           _OID_BYTEA, _OID_BYTEA, _OID_INT8)),
+            (b"twofold_append_many", _MANY, (_OID_UUID_ARRAY, _OID_TEXT, _OID_TEXT_ARRAY,
+                                             _OID_INT4_ARRAY, _OID_BYTEA_ARRAY,
+                                             _OID_BYTEA_ARRAY, _OID_INT8)),
+            (b"twofold_version", _VERSION, (_OID_TEXT,)),
+        )
+    ]  # fmt: skip
+
+
+def encode_append(
+    stream_id: str, events: Sequence[NewEvent], expected: int
+) -> tuple[bytes, list[bytes], tuple[int, ...]]:
+    """(statement name, parameters, their formats) for one append."""
+    stream = stream_id.encode()
+    if len(events) == 1:
+        event = events[0]
+        params = [
+            event.event_id.bytes,
+            stream,
+            event.type.encode(),
+            _I4.pack(event.schema_version),
+            event.data,
+            event.metadata,
+            _I8.pack(expected),
+        ]
+        return b"twofold_append_one", params, _BINARY
+    params = [
+        uuid_array(e.event_id for e in events).encode(),
+        stream,
+        text_array(e.type for e in events).encode(),
+        int_array(e.schema_version for e in events).encode(),
+        bytea_array(e.data for e in events).encode(),
+        bytea_array(e.metadata for e in events).encode(),
+        _I8.pack(expected),
+    ]
+    return b"twofold_append_many", params, _ARRAYS
+
+
+def decode_rows(result: pq.abc.PGresult) -> list[Row]:
+    """The RETURNING rows (binary), in stream version order."""
+    rows = [
+        (
+            _I8.unpack(_value(result, row, 0))[0],
+            _I4.unpack(_value(result, row, 1))[0],
+            _PG_EPOCH + timedelta(microseconds=_I8.unpack(_value(result, row, 2))[0]),
+        )
+        for row in range(result.ntuples)
+    ]
+    rows.sort(key=lambda written: written[1])  # RETURNING promises no order
+    return rows
+
+
 class SingleAppend:
-    """The prepared statements of one connection; ``prepare`` again after a reconnect."""
+    """The statements on the writer thread's connection; ``forget`` after a reconnect."""
 
     def __init__(self, schema: sql.Identifier) -> None:
         self._schema = schema
@@ -92,16 +163,7 @@ class SingleAppend:
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
         if self._prepared is conn:
             return
-        seq = sql.Literal(self._schema.as_string(conn) + ".event_position")
-        for name, template, oids in (
-            (b"twofold_append_one", _ONE, (_OID_UUID, _OID_TEXT, _OID_TEXT, _OID_INT4,
-                                           _OID_BYTEA, _OID_BYTEA, _OID_INT8)),
-            (b"twofold_append_many", _MANY, (_OID_UUID_ARRAY, _OID_TEXT, _OID_TEXT_ARRAY,
-                                             _OID_INT4_ARRAY, _OID_BYTEA_ARRAY,
-                                             _OID_BYTEA_ARRAY, _OID_INT8)),
-            (b"twofold_version", _VERSION, (_OID_TEXT,)),
-        ):  # fmt: skip
-            query = sql.SQL(template).format(s=self._schema, seq=seq).as_bytes(conn)
+        for name, query, oids in statements(self._schema, conn):
             check_result(conn, conn.pgconn.prepare(name, query, oids))
         self._prepared = conn
 
@@ -114,43 +176,11 @@ class SingleAppend:
         stream_id: str,
         events: Sequence[NewEvent],
         expected: int,
-    ) -> list[Written]:
+    ) -> list[Row]:
         """Insert the append's events; no rows when the stream's version did not match."""
         self.prepare(conn)
-        stream = stream_id.encode()
-        if len(events) == 1:
-            event = events[0]
-            params: list[bytes] = [
-                event.event_id.bytes,
-                stream,
-                event.type.encode(),
-                _I4.pack(event.schema_version),
-                event.data,
-                event.metadata,
-                _I8.pack(expected),
-            ]
-            result = self._execute(conn, b"twofold_append_one", params, _BINARY)
-        else:
-            params = [
-                uuid_array(e.event_id for e in events).encode(),
-                stream,
-                text_array(e.type for e in events).encode(),
-                int_array(e.schema_version for e in events).encode(),
-                bytea_array(e.data for e in events).encode(),
-                bytea_array(e.metadata for e in events).encode(),
-                _I8.pack(expected),
-            ]
-            result = self._execute(conn, b"twofold_append_many", params, _ARRAYS)
-        rows = [
-            (
-                _I8.unpack(_value(result, row, 0))[0],
-                _I4.unpack(_value(result, row, 1))[0],
-                _PG_EPOCH + timedelta(microseconds=_I8.unpack(_value(result, row, 2))[0]),
-            )
-            for row in range(result.ntuples)
-        ]
-        rows.sort(key=lambda written: written[1])  # RETURNING promises no order
-        return rows
+        name, params, formats = encode_append(stream_id, events, expected)
+        return decode_rows(self._execute(conn, name, params, formats))
 
     def version(self, conn: psycopg.Connection[Any], stream_id: str) -> int:
         self.prepare(conn)
@@ -175,10 +205,6 @@ class SingleAppend:
                 result = conn.pgconn.exec_prepared(name, params, formats, 1)
         check_result(conn, result)
         return result
-
-
-_BINARY = (1, 1, 1, 1, 1, 1, 1)
-_ARRAYS = (0, 1, 0, 0, 0, 0, 1)  # the arrays as text (_arrays), the rest binary
 
 
 def _gone(result: pq.abc.PGresult) -> bool:

@@ -1,19 +1,24 @@
-"""Group commit on a thread: one writer per store turns concurrent appends into one transaction.
+"""Group commit: one writer per store turns concurrent appends into one transaction.
 
-Appends made in one turn of the event loop go to the thread together, as one item of its
-queue; the thread, with a synchronous connection of its own, takes every append that is
-waiting (up to a cap), writes them as one transaction (``_batch``), and hands all the
-answers of the batch back to the event loop with a single ``call_soon_threadsafe``. The
-event loop never waits on the database (DESIGN 8), and an append costs the loop little
-more than a future: a sequential writer's appends are bound by the client's CPU, and a
-synchronous driver call on a thread costs a fraction of an asyncio one.
+Appends wait in a queue on the event loop; one writer task takes every append that is
+waiting (up to ``max_events`` events) and writes them as one transaction, so appends made
+while a batch is in flight share the next commit.
 
-The thread also sends the store's notifications (``_listener``), right after the commits
-they announce, paced: the first commit after a quiet spell is announced at once, those that
-follow within ``notify_interval`` share one notification at its end.
+A batch goes one of two ways:
 
-Other work that must not interleave with appends (attaching an inline projection, switching
-one to a rebuilt copy) runs on the same thread between batches, through ``run``.
+- **on the event loop** (``_direct``): the usual case, a batch that needs only the append
+  statement, sent non-blocking by the loop itself;
+- **on the writer's thread**, with a synchronous connection (``_batch``): a batch with
+  inline projections (their handlers are synchronous and run in the batch's transaction),
+  and whatever the loop's lane hands over (a version mismatch, a conflict, an error), which
+  the thread settles. The thread answers a whole batch with a single
+  ``call_soon_threadsafe``. Work that must not interleave with appends (attaching an inline
+  projection, switching one to a rebuilt copy) also runs there, in turn, through ``run``.
+
+Batches run one at a time, in order, whichever way they go. After commits the writer sends
+the store's notifications (``_listener``), paced: the first commit after a quiet spell is
+announced at once, those that follow within ``notify_interval`` share one notification at
+its end.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import contextlib
 import logging
 import queue
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -34,9 +38,16 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
-from twofold.adapters.postgres._batch import Appender, InlineApplier, Request, lost
+from twofold.adapters.postgres._batch import (
+    Appender,
+    InlineApplier,
+    Request,
+    Stale,
+    Written,
+    lost,
+)
+from twofold.adapters.postgres._direct import DirectLane
 from twofold.adapters.postgres._pool import connect_sync, is_connection_error
-from twofold.adapters.postgres._single import check_result
 from twofold.application.records import AppendResult, ExpectedVersion, NewEvent
 from twofold.errors import EventStoreError, StoreClosedError
 
@@ -44,19 +55,20 @@ __all__ = ["BatchWriter"]
 
 T = TypeVar("T")
 _log = logging.getLogger("twofold.postgres")
-_STOP = object()
+# Seconds the writer trusts its answer to "does another process listen?" (``_listener``).
+_LISTENERS_FOR = 1.0
+Connection = psycopg.Connection[Any]
 
 
 @dataclass(slots=True)
 class _Job:
-    fn: Callable[[psycopg.Connection[Any]], Any]
+    fn: Callable[[Connection], Any]
     future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
+    outcome: tuple[bool, Any] | None = None  # set on the thread
 
 
 class BatchWriter:
-    """Writes appends in batches on one thread and connection; ``on_commit`` gets, on the
-    event loop, the last position of every batch that committed."""
+    """Writes appends in batches; ``on_commit`` gets the last position of every batch."""
 
     def __init__(
         self,
@@ -66,223 +78,323 @@ class BatchWriter:
         on_commit: Callable[[int], None],
         channel: str,
         notify_interval: float,
+        own_listener: Callable[[], int] = lambda: 0,
         max_events: int = 1000,
     ) -> None:
-        self._url = url
         self._on_commit = on_commit
+        self._own_listener = own_listener
         self._max_events = max_events
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._finished: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._closing = False
-        self._conn: psycopg.Connection[Any] | None = None
-        self._appender = Appender(schema, connection=self._connection, drop=self._drop)
+        self._direct = DirectLane(url, schema)
+        self._thread = _Thread(url, schema)
         # Replaced whole, never changed in place: the thread reads it once per batch.
         self._inline: dict[str, InlineApplier] = {}
-        self._pending: list[Request] = []  # the event loop's, handed over once per turn
-        self._backlog: deque[Request] = deque()  # the thread's: appends not yet written
-        self._carry: Any = None  # a job or the stop marker, taken while draining the queue
-        self._channel = channel.encode()
+        self._pending: deque[Request | _Job] = deque()
+        self._wake: asyncio.Future[None] | None = None  # resolved when work comes
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # wakes the writer for a NOTIFY
+        self._closing = False
+        self._busy = False  # a batch, a job, a notification or a direct append is under way
+        self._channel = channel
         self._notify_interval = notify_interval
         self._latest = 0  # the last position committed ...
         self._announced = 0  # ... and the last one notified
-        self._notify_at = 0.0  # monotonic time before which no notification is sent
+        self._notify_at = 0.0  # loop time before which no notification is sent
+        self._listened = False  # whether another session listens, as last asked ...
+        self._listened_until = 0.0  # ... and until when the answer holds
 
-    # -- the event loop's side -------------------------------------------------------------
+    # -- the API --------------------------------------------------------------------------
 
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected: ExpectedVersion
     ) -> AppendResult:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[AppendResult] = loop.create_future()
-        if self._closing:
-            raise StoreClosedError()
-        if not self._pending:
-            loop.call_soon(self._hand_over)
-        self._pending.append(Request(stream_id, events, expected, future, loop))
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        request = Request(stream_id, events, expected, future)
+        if self._busy or self._pending or self._inline or self._closing or not self._direct.idle:
+            self._enqueue(request)
+        else:
+            # Nothing else to write: send it now, and settle it where its answer is read.
+            self._busy = True
+            try:
+                self._direct.send_one(
+                    request, lambda written, exc: self._sent(request, written, exc)
+                )
+            except BaseException:
+                self._busy = False
+                self._enqueue(request)
         return await future
 
-    async def run(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(connection)`` on the writer's thread, between two batches."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._hand_over()  # appends made before run() are written before it
-        self._put(_Job(fn, future, loop))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Job(fn, future))
         return await future
 
     def attach(self, projection: InlineApplier) -> None:
         """Apply ``projection`` inside every later batch's transaction."""
         self._inline = {**self._inline, projection.name: projection}
 
-    def detach(self, name: str) -> None:
-        self._inline = {k: v for k, v in self._inline.items() if k != name}
-
     @property
-    def inline(self) -> Mapping[str, InlineApplier]:
-        return self._inline
-
-    def _hand_over(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, []
-            try:
-                self._put(pending)
-            except StoreClosedError as exc:
-                for request in pending:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
-
-    def _put(self, item: Any) -> None:
-        # Under the lock, so nothing is queued behind the stop marker and left unanswered.
-        with self._lock:
-            if self._closing:
-                raise StoreClosedError()
-            self._queue.put(item)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._main, name="twofold-postgres-writer", daemon=True
-                )
-                self._thread.start()
+    def connection(self) -> psycopg.AsyncConnection[Any] | None:
+        """The connection appends go out on (when no projection is applied inline)."""
+        return self._direct.connection
 
     async def close(self) -> None:
         """Write what is queued, send the last notification, then stop."""
-        self._hand_over()
-        with self._lock:
-            if self._closing:
-                started = self._thread is not None
-            else:
-                self._closing = True
-                started = self._thread is not None
-                if started:
-                    self._queue.put(_STOP)
-        if started:
-            await asyncio.wrap_future(self._finished)
+        self._closing = True
+        self._ensure_task()
+        self._wake_up()
+        assert self._task is not None
+        await self._task
+        await self._thread.stop()
+        await self._direct.close()
 
-    # -- the thread -----------------------------------------------------------------------
+    def _sent(self, request: Request, written: Written | None, exc: BaseException | None) -> None:
+        """The answer to an append sent by ``append`` itself (on the loop, from the socket)."""
+        self._busy = False
+        if written is not None:
+            request.resolve(written.result)
+            _settle([request])
+            self._committed(written.result.position)
+        elif exc is not None:
+            request.fail(lost(exc) if is_connection_error(exc) else exc)
+            _settle([request])
+        else:
+            self._pending.appendleft(request)  # a mismatch or an error: the writer looks
+        if self._pending or self._closing:
+            self._ensure_task()
+            self._wake_up()
 
-    def _main(self) -> None:
-        try:
-            while True:
-                if not self._backlog:
-                    item = self._next()
-                    if item is _STOP:
-                        return
-                    if isinstance(item, _Job):
-                        self._run_job(item)
-                        continue
-                    if item is None:
-                        continue
-                    self._backlog.extend(item)
-                    self._drain()
-                batch = self._take()
-                if batch:
-                    self._write(batch)
-        finally:
-            self._announce()
-            self._drop()
-            self._finished.set_result(None)
+    def _committed(self, last: int) -> None:
+        self._latest = max(self._latest, last)
+        self._on_commit(last)
+        if self._latest <= self._announced:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._notify_at:
+            self._ensure_task()
+            self._wake_up()
+        elif self._timer is None:
+            # Paced: the writer wakes when the notification falls due.
+            self._timer = loop.call_at(self._notify_at, self._notify_due)
 
-    def _next(self) -> Any:
-        """The next item; None when a paced notification fell due first (it is sent)."""
-        if self._carry is not None:
-            item, self._carry = self._carry, None
-            return item
-        if self._announced >= self._latest:
-            return self._queue.get()
-        try:
-            return self._queue.get(timeout=max(0.0, self._notify_at - time.monotonic()))
-        except queue.Empty:
-            self._announce()
-            return None
+    def _ensure_task(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="twofold-postgres-writer")
 
-    def _drain(self) -> None:
-        """Move the appends queued meanwhile to the backlog, up to a job or the stop."""
-        while self._carry is None:
+    def _enqueue(self, item: Request | _Job) -> None:
+        if self._closing:
+            raise StoreClosedError()
+        self._pending.append(item)
+        self._ensure_task()
+        self._wake_up()
+
+    def _wake_up(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    # -- the writer task ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = self._announced < self._latest and loop.time() >= self._notify_at
+            if self._busy or not (self._pending or due or self._closing):
+                # Nothing to do, or an append sent by ``append`` is in flight (its answer
+                # wakes the writer).
+                self._wake = loop.create_future()
+                await self._wake
+                continue
+            if not self._pending and not due:
+                break  # closing, and all written
+            self._busy = True
             try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, list):
-                self._backlog.extend(item)
-            else:
-                self._carry = item
+                await self._step(due)
+            finally:
+                self._busy = False
+        if self._timer is not None:
+            self._timer.cancel()
+        await self._announce()
+
+    async def _step(self, due: bool) -> None:
+        """Send a due notification, or write the next batch, or run the next job."""
+        if not self._pending:
+            await self._announce()
+            return
+        item = self._pending[0]
+        if isinstance(item, _Job):
+            self._pending.popleft()
+            await self._thread.job(item)
+            _set(item.future, item.outcome or (False, EventStoreError("job not run")))
+            return
+        batch = self._take()
+        try:
+            last = await self._write(batch)
+        except Exception as exc:
+            # The writer must outlive any failure: settle what is left and go on.
+            for request in batch:
+                request.fail(lost(exc) if is_connection_error(exc) else exc)
+            last = 0
+        _settle(batch)
+        if last:
+            self._committed(last)
+
+    def _notify_due(self) -> None:
+        self._timer = None
+        self._ensure_task()
+        self._wake_up()
 
     def _take(self) -> list[Request]:
-        """The next batch from the backlog: up to the cap, each event id at most once."""
+        """The next batch: up to the cap, each event id at most once, up to a job."""
         batch: list[Request] = []
         ids: set[uuid.UUID] = set()
         count = 0
-        backlog = self._backlog
-        while backlog:
-            request = backlog[0]
-            if request.future.cancelled():  # its caller gave up before it was written
-                backlog.popleft()
+        pending = self._pending
+        while pending:
+            request = pending[0]
+            if isinstance(request, _Job):
+                break
+            if request.future.done():  # its caller gave up before it was written
+                pending.popleft()
                 continue
             mine = {event.event_id for event in request.events}
             if batch and (count + len(request.events) > self._max_events or mine & ids):
                 # An id twice in one batch would fail the insert: the later append (a retry
                 # racing its original) waits for the next batch and is settled there.
                 break
-            backlog.popleft()
+            pending.popleft()
             batch.append(request)
             ids |= mine
             count += len(request.events)
         return batch
 
-    def _write(self, batch: list[Request]) -> None:
+    async def _write(self, batch: list[Request]) -> int:
+        """Write the batch, each request settled; return the last position committed."""
+        if not batch:
+            return 0
+        inline = self._inline
+        if inline:
+            return await self._thread.write(batch, inline)
         try:
-            last = self._appender.write(batch, self._inline)
+            written, stale, others = await self._direct.write(batch)
+        except Exception as exc:
+            if is_connection_error(exc):
+                await self._direct.close()
+            raise
+        last = 0
+        for item in written:
+            item.request.resolve(item.result)
+            last = max(last, item.result.position)
+        if stale:
+            await self._thread.settle(stale)
+        if others:
+            last = max(last, await self._thread.write(others, inline))
+        return last
+
+    async def _announce(self) -> None:
+        """Tell other processes the log grew (a hint: they re-read the log anyway).
+
+        Only if another session listens; the answer is trusted for ``_LISTENERS_FOR``
+        seconds, so a process that starts listening may hear of commits that much later
+        (it reads the log when it starts, and polls meanwhile).
+        """
+        if self._announced >= self._latest:
+            return
+        position = self._latest
+        now = asyncio.get_running_loop().time()
+        try:
+            if now >= self._listened_until:
+                others = await self._direct.listeners(self._channel, besides=self._own_listener())
+                self._listened = others > 0
+                self._listened_until = now + _LISTENERS_FOR
+            if self._listened:
+                await self._direct.notify(self._channel, position)
+        except Exception as exc:
+            if is_connection_error(exc):
+                await self._direct.close()
+            # Readers in other processes fall back to polling; nothing is lost.
+            _log.warning("NOTIFY failed (readers will poll): %s", exc)
+        self._announced = position
+        self._notify_at = now + self._notify_interval
+
+
+class _Thread:
+    """The writer's thread and its synchronous connection, started when first needed."""
+
+    def __init__(self, url: str, schema: sql.Identifier) -> None:
+        self._url = url
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._finished: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._conn: Connection | None = None
+        self._appender = Appender(schema, connection=self._connection, drop=self._drop)
+
+    async def write(self, batch: list[Request], inline: Mapping[str, InlineApplier]) -> int:
+        """Write and settle ``batch`` on the thread; the last position committed."""
+        return await self._do(lambda: self._write(batch, inline), batch)
+
+    async def settle(self, stale: list[Stale]) -> None:
+        """Settle appends that met another version (a retry, or a conflict) on the thread."""
+        await self._do(lambda: self._settle(stale), [item.request for item in stale])
+
+    async def job(self, job: _Job) -> None:
+        await self._do(lambda: self._run_job(job), [])
+
+    async def _do(self, work: Callable[[], int], requests: list[Request]) -> int:
+        """Run ``work`` on the thread, then settle ``requests`` on the loop; its result."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        self._put((work, requests, done, loop))
+        return await done
+
+    async def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.wrap_future(self._finished)
+
+    def _put(self, item: Any) -> None:
+        self._queue.put(item)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._main, name="twofold-postgres-writer", daemon=True
+            )
+            self._thread.start()
+
+    def _main(self) -> None:
+        try:
+            while (item := self._queue.get()) is not None:
+                work, requests, done, loop = item
+                answer = _answer(requests, work(), done)
+                # RuntimeError: that loop is closed, so nobody awaits these futures any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(answer)
+        finally:
+            self._drop()
+            self._finished.set_result(None)
+
+    def _write(self, batch: list[Request], inline: Mapping[str, InlineApplier]) -> int:
+        try:
+            return self._appender.write(batch, inline)
         except BaseException as exc:
-            # The writer must outlive any failure: settle what is left and go on.
             for request in batch:
                 request.fail(lost(exc) if is_connection_error(exc) else exc)
-            last = 0
-        if last:
-            self._latest = max(self._latest, last)
-        self._deliver(batch, last)
-        if self._latest > self._announced and time.monotonic() >= self._notify_at:
-            self._announce()
+            return 0
 
-    def _deliver(self, batch: list[Request], last: int) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[Request]] = {}
-        for request in batch:
-            by_loop.setdefault(request.loop, []).append(request)
-        on_commit = self._on_commit if last else None
-        for loop, requests in by_loop.items():
-            # RuntimeError: that loop is closed, so nobody can await its futures any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, requests, on_commit, last)
+    def _settle(self, stale: list[Stale]) -> int:
+        self._appender.settle_stale(stale)
+        return 0
 
-    def _run_job(self, job: _Job) -> None:
+    def _run_job(self, job: _Job) -> int:
         try:
             outcome: tuple[bool, Any] = (True, job.fn(self._connection()))
         except BaseException as exc:
             if is_connection_error(exc):
                 self._drop()
             outcome = (False, exc)
-        with contextlib.suppress(RuntimeError):
-            job.loop.call_soon_threadsafe(_settle_job, job.future, outcome)
+        job.outcome = outcome
+        return 0
 
-    def _announce(self) -> None:
-        """Tell other processes the log grew (a hint: they re-read the log anyway)."""
-        if self._announced >= self._latest:
-            return
-        position = self._latest
-        try:
-            conn = self._connection()
-            result = conn.pgconn.exec_params(
-                b"SELECT pg_notify($1, $2)", [self._channel, str(position).encode()]
-            )
-            check_result(conn, result)
-        except Exception as exc:
-            if is_connection_error(exc):
-                self._drop()
-            # Readers in other processes fall back to polling; nothing is lost.
-            _log.warning("NOTIFY failed (readers will poll): %s", exc)
-        self._announced = position
-        self._notify_at = time.monotonic() + self._notify_interval
-
-    def _connection(self) -> psycopg.Connection[Any]:
+    def _connection(self) -> Connection:
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             self._drop()
@@ -297,18 +409,22 @@ class BatchWriter:
                 conn.close()
 
 
-def _settle(requests: list[Request], on_commit: Callable[[int], None] | None, last: int) -> None:
+def _answer(requests: list[Request], result: int, done: asyncio.Future[int]) -> Callable[[], None]:
+    def answer() -> None:
+        _settle(requests)
+        if not done.done():
+            done.set_result(result)
+
+    return answer
+
+
+def _settle(requests: list[Request]) -> None:
     # On the event loop. A future may be done already: its awaiting task was cancelled.
     for request in requests:
-        _settle_job(
-            request.future,
-            request.outcome or (False, EventStoreError("the append was not settled")),
-        )
-    if on_commit is not None:
-        on_commit(last)
+        _set(request.future, request.outcome or (False, EventStoreError("append not settled")))
 
 
-def _settle_job(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+def _set(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
     if future.done():
         return
     ok, value = outcome

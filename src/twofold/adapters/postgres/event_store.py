@@ -97,6 +97,7 @@ class PostgresEventStore:
             on_commit=self._committed,
             channel=channel,
             notify_interval=notify_interval,
+            own_listener=lambda: self._listener.backend_pid,
             max_events=max_batch,
         )
         self._inline: dict[str, InlineProjection] = {}
