@@ -51,6 +51,7 @@ from _pg_views import FULL_VIEWS, QUICK_VIEWS, bench_views
 
 from twofold.adapters.postgres import PostgresEventStore, migrate
 from twofold.application.records import NO_STREAM, NewEvent, uuid7
+from twofold.cli.loop import run as run_loop
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATA = b'{"order_id": "o-1042", "customer_id": "u-7", "amount": "129.90", "currency": "EUR"}'
@@ -94,7 +95,8 @@ def twofold_worker(
         finally:
             await store.close()
 
-    results.put(asyncio.run(main()))
+    # The loop `twofold serve` and `twofold worker` run on (uvloop where installed).
+    results.put(run_loop(main()))
 
 
 def _event() -> NewEvent:

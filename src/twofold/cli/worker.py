@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from twofold.application.app import Service
+from twofold.cli import loop
 from twofold.errors import ConfigurationError
 from twofold.settings import Settings
 
@@ -102,7 +103,7 @@ def worker(args: argparse.Namespace) -> int:
             raise ConfigurationError("--retry-interval must be above 0 seconds")
         service = load_service(spec)
         settings = Settings.from_env()
-        asyncio.run(
+        loop.run(
             run_worker(
                 service,
                 settings,

@@ -170,6 +170,56 @@ async def test_two_stores_racing_on_one_stream_let_exactly_one_win(
             await s.close()
 
 
+async def quiet(store: PostgresEventStore) -> None:
+    """Wait until the writer is idle, so the next append is sent at once by its caller (the
+    path with ``_single._KNOWN``), not queued for the writer task."""
+    writer = store._writer
+    for _ in range(200):
+        if not writer._busy and writer._direct.idle:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the writer did not go idle")
+
+
+async def test_a_stream_known_here_but_moved_elsewhere_is_a_conflict_not_a_gap(
+    postgres_url: str, pg_schema: str
+) -> None:
+    # ``here`` wrote version 1 itself, so it appends at version 1 without reading the stream
+    # (_single._KNOWN); the unique index must still refuse it once ``there`` took version 2,
+    # and the refusal must be a ConcurrencyError that names the stream's real version.
+    here = await PostgresEventStore.open(postgres_url, schema=pg_schema)
+    there = await PostgresEventStore.open(postgres_url, schema=pg_schema)
+    try:
+        await here.append("s", one(), expected_version=NO_STREAM)
+        await there.append("s", one(), expected_version=1)
+        await quiet(here)
+        with pytest.raises(ConcurrencyError) as raised:
+            await here.append("s", one(), expected_version=1)
+        assert raised.value.actual == 2
+        await quiet(here)
+        with pytest.raises(ConcurrencyError):
+            await here.append("s", one(), expected_version=NO_STREAM)
+        await quiet(here)
+        # After the refusal it appends at the real version as usual.
+        assert (await here.append("s", one(), expected_version=2)).version == 3
+        versions = [e.stream_version for e in await there.read_stream("s")]
+        assert versions == [1, 2, 3]
+    finally:
+        await here.close()
+        await there.close()
+
+
+async def test_an_expected_version_ahead_of_the_stream_never_leaves_a_gap(
+    store: PostgresEventStore,
+) -> None:
+    await store.append("s", one(), expected_version=NO_STREAM)
+    for ahead in (2, 5):
+        await quiet(store)
+        with pytest.raises(ConcurrencyError):
+            await store.append("s", one(), expected_version=ahead)
+    assert [e.stream_version for e in await store.read_stream("s")] == [1]
+
+
 async def test_a_retry_from_another_process_returns_the_original_result(
     postgres_url: str, pg_schema: str
 ) -> None:

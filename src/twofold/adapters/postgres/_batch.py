@@ -79,6 +79,8 @@ class Request:
     future: asyncio.Future[AppendResult]
     # Set once on the writer's thread: (True, AppendResult) or (False, exception).
     outcome: tuple[bool, Any] | None = None
+    # Refused once without a read (_single._KNOWN): the next try reads the stream's version.
+    refused: bool = False
 
     def resolve(self, result: AppendResult) -> None:
         if self.outcome is None:

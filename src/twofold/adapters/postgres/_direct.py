@@ -67,7 +67,11 @@ class DirectLane:
         return conn is not None and not conn.broken and self._waiting is None
 
     def send_one(
-        self, request: Request, done: Callable[[Written | None, BaseException | None], None]
+        self,
+        request: Request,
+        done: Callable[[Written | None, BaseException | None], None],
+        *,
+        known: bool = False,
     ) -> None:
         """Send one append now; ``done`` is told, from the loop's reading of the socket,
         ``(Written, None)`` when it was written, ``(None, None)`` when the thread must
@@ -75,7 +79,7 @@ class DirectLane:
         failed. Only while ``idle``; this is the one-writer path, a loop turn shorter
         than ``write``."""
         name, params, formats = encode_append(
-            request.stream_id, request.events, expected_code(request.expected)
+            request.stream_id, request.events, expected_code(request.expected), known=known
         )
 
         def finished(results: Results | None, exc: BaseException | None) -> None:
@@ -90,9 +94,12 @@ class DirectLane:
 
         self._start(lambda pg: pg.send_query_prepared(name, params, formats, 1), finished)
 
-    async def write(self, batch: list[Request]) -> tuple[list[Written], list[Stale], list[Request]]:
+    async def write(
+        self, batch: list[Request], *, known: bool = False
+    ) -> tuple[list[Written], list[Stale], list[Request]]:
         """Write the batch; return what was written, the appends whose stream was not at
         the expected version (and the version it was at), and the appends for the thread.
+        ``known``: a batch of one whose stream is known to be at the version it expects.
 
         Raises a connection error (OperationalError) if the connection was lost: the
         batch may or may not be stored.
@@ -101,7 +108,7 @@ class DirectLane:
         if len(batch) == 1:
             request = batch[0]
             name, params, formats = encode_append(
-                request.stream_id, request.events, expected_code(request.expected)
+                request.stream_id, request.events, expected_code(request.expected), known=known
             )
             results = await self._send(lambda pg: pg.send_query_prepared(name, params, formats, 1))
             result = results[-1]

@@ -62,6 +62,17 @@ _ONE = (
     + _CHECK
     + " RETURNING e.position, e.stream_version, e.recorded_at"
 )
+# One event whose stream is known to be at version $7 or beyond (this store wrote or read
+# that version: versions never go away), or $7 = 0: no read, the unique index on
+# (stream_id, stream_version) alone refuses it when the stream has moved on (an error, and
+# the writer looks again with _ONE). As in every append, the xid comes before the position.
+_KNOWN = (
+    "INSERT INTO {s}.events AS e (position, event_id, stream_id, stream_version, type,"
+    " schema_version, data, metadata)"
+    " VALUES ((SELECT nextval({seq}) WHERE pg_current_xact_id() IS NOT NULL),"
+    " $1, $2, ($7 + 1)::integer, $3, $4, $5, $6)"
+    " RETURNING e.position, e.stream_version, e.recorded_at"
+)
 _MANY = (
     "INSERT INTO {s}.events AS e (position, event_id, stream_id, stream_version, type,"
     " schema_version, data, metadata)"
@@ -102,6 +113,8 @@ def statements(
         for name, template, oids in (
             (b"twofold_append_one", _ONE, (_OID_UUID, _OID_TEXT, _OID_TEXT, _OID_INT4,
                                            _OID_BYTEA, _OID_BYTEA, _OID_INT8)),
+            (b"twofold_append_known", _KNOWN, (_OID_UUID, _OID_TEXT, _OID_TEXT, _OID_INT4,
+                                               _OID_BYTEA, _OID_BYTEA, _OID_INT8)),
             (b"twofold_append_many", _MANY, (_OID_UUID_ARRAY, _OID_TEXT, _OID_TEXT_ARRAY,
                                              _OID_INT4_ARRAY, _OID_BYTEA_ARRAY,
                                              _OID_BYTEA_ARRAY, _OID_INT8)),
@@ -111,9 +124,10 @@ def statements(
 
 
 def encode_append(
-    stream_id: str, events: Sequence[NewEvent], expected: int
+    stream_id: str, events: Sequence[NewEvent], expected: int, *, known: bool = False
 ) -> tuple[bytes, list[bytes], tuple[int, ...]]:
-    """(statement name, parameters, their formats) for one append."""
+    """(statement name, parameters, their formats) for one append; ``known``: the stream
+    is known to be at version ``expected`` or beyond (see ``_KNOWN``)."""
     stream = stream_id.encode()
     if len(events) == 1:
         event = events[0]
@@ -126,7 +140,8 @@ def encode_append(
             event.metadata,
             _I8.pack(expected),
         ]
-        return b"twofold_append_one", params, _BINARY
+        name = b"twofold_append_known" if known and expected >= 0 else b"twofold_append_one"
+        return name, params, _BINARY
     params = [
         uuid_array(e.event_id for e in events).encode(),
         stream,

@@ -48,6 +48,7 @@ from twofold.adapters.postgres._batch import (
 )
 from twofold.adapters.postgres._direct import DirectLane
 from twofold.adapters.postgres._pool import connect_sync, is_connection_error
+from twofold.adapters.postgres._single import expected_code
 from twofold.application.records import AppendResult, ExpectedVersion, NewEvent
 from twofold.errors import EventStoreError, StoreClosedError
 
@@ -57,6 +58,8 @@ T = TypeVar("T")
 _log = logging.getLogger("twofold.postgres")
 # Seconds the writer trusts its answer to "does another process listen?" (``_listener``).
 _LISTENERS_FOR = 1.0
+# The most streams whose versions the writer remembers (``saw``).
+_KNOWN_STREAMS = 100_000
 Connection = psycopg.Connection[Any]
 
 
@@ -93,6 +96,7 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # wakes the writer for a NOTIFY
         self._closing = False
+        self._versions: dict[str, int] = {}  # the versions streams are known to have reached
         self._busy = False  # a batch, a job, a notification or a direct append is under way
         self._channel = channel
         self._notify_interval = notify_interval
@@ -116,7 +120,9 @@ class BatchWriter:
             self._busy = True
             try:
                 self._direct.send_one(
-                    request, lambda written, exc: self._sent(request, written, exc)
+                    request,
+                    lambda written, exc: self._sent(request, written, exc),
+                    known=self._known(request),
                 )
             except BaseException:
                 self._busy = False
@@ -154,15 +160,34 @@ class BatchWriter:
         if written is not None:
             request.resolve(written.result)
             _settle([request])
+            self.saw(request.stream_id, written.result.version)
             self._committed(written.result.position)
         elif exc is not None:
             request.fail(lost(exc) if is_connection_error(exc) else exc)
             _settle([request])
         else:
+            request.refused = True
             self._pending.appendleft(request)  # a mismatch or an error: the writer looks
         if self._pending or self._closing:
             self._ensure_task()
             self._wake_up()
+
+    def _known(self, request: Request) -> bool:
+        """Whether ``request`` may go without reading its stream's version (_single._KNOWN):
+        it expects no stream, or a version this store saw the stream reach."""
+        if request.refused:
+            return False
+        code = expected_code(request.expected)
+        return code == 0 or 0 < code <= self._versions.get(request.stream_id, 0)
+
+    def saw(self, stream_id: str, version: int) -> None:
+        """``stream_id`` has reached ``version`` (written or read here): versions never go
+        away, so an append expecting that version needs no read to rule out a gap."""
+        versions = self._versions
+        if version > versions.get(stream_id, 0):
+            if len(versions) >= _KNOWN_STREAMS:
+                versions.clear()  # a bound, not a cache policy: forgetting costs one read
+            versions[stream_id] = version
 
     def _committed(self, last: int) -> None:
         self._latest = max(self._latest, last)
@@ -170,6 +195,9 @@ class BatchWriter:
         if self._latest <= self._announced:
             return
         loop = asyncio.get_running_loop()
+        if not self._listened and loop.time() < self._listened_until:
+            self._announced = self._latest  # nobody else listens, as recently asked
+            return
         if loop.time() >= self._notify_at:
             self._ensure_task()
             self._wake_up()
@@ -276,7 +304,8 @@ class BatchWriter:
         if inline:
             return await self._thread.write(batch, inline)
         try:
-            written, stale, others = await self._direct.write(batch)
+            known = len(batch) == 1 and self._known(batch[0])
+            written, stale, others = await self._direct.write(batch, known=known)
         except Exception as exc:
             if is_connection_error(exc):
                 await self._direct.close()
@@ -284,6 +313,7 @@ class BatchWriter:
         last = 0
         for item in written:
             item.request.resolve(item.result)
+            self.saw(item.request.stream_id, item.result.version)
             last = max(last, item.result.position)
         if stale:
             await self._thread.settle(stale)

@@ -197,7 +197,10 @@ class PostgresEventStore:
         self._check_open()
         # A stream needs no horizon: appends to one stream commit in version order (the
         # unique (stream_id, stream_version) makes a competing append wait, then fail).
-        return await self._fetch(self._q_stream, (stream_id, from_version, limit))
+        events = await self._fetch(self._q_stream, (stream_id, from_version, limit))
+        if events:
+            self._writer.saw(stream_id, events[-1].stream_version)
+        return events
 
     async def read_all(
         self,
