@@ -201,6 +201,7 @@ def run(work: Path) -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="one round of 3 s")
+    parser.add_argument("--only", choices=["GET", "POST"], help="measure one route only")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds = 1, 3
@@ -228,6 +229,8 @@ def run(work: Path) -> None:
         bare_command = [*twofold, "bench.bench_http:bare_app", "--port", str(bare_port)]
         bare = stack.enter_context(server(bare_command, env=env, cwd=REPO, port=bare_port))
         scripts = {"GET": get_lua, "POST": post_lua}
+        if args.only:
+            scripts = {args.only: scripts[args.only]}
         targets = {"twofold": shop, "bare": bare}
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         load = {"seconds": args.seconds, "connections": args.connections}
@@ -250,6 +253,8 @@ def run(work: Path) -> None:
         line = {"target": target, "route": routes[method], "workers": args.workers, **median}
         print(json.dumps({**line, "runs": measured}))
     for method, target_ratio in (("GET", 0.70), ("POST", 0.50)):
+        if method not in scripts:
+            continue
         ratios = [
             mine["rps"] / ceiling["rps"]
             for mine, ceiling in zip(runs["twofold", method], runs["bare", method], strict=True)

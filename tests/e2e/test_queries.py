@@ -84,6 +84,20 @@ def test_if_none_match_with_the_current_etag_is_304(client: httpx.Client) -> Non
     assert fresh.json()["shipping_address"] == "1 Main St"
 
 
+def test_the_path_names_the_resource_whatever_the_query_string_says(
+    client: httpx.Client,
+) -> None:
+    position = shop(client)
+    response = client.get("/api/orders/o1", params={"order_id": "o2", "min_position": position})
+    assert ok(response)["order_id"] == "o1"
+
+
+def test_an_id_spelled_null_is_an_id_not_a_missing_value(client: httpx.Client) -> None:
+    problem(client.get("/api/orders/null"), 404)
+    user(client, "null", "Nil")
+    assert ok(client.get("/api/users/null", params={"min_position": 1}))["name"] == "Nil"
+
+
 def test_search_orders_filters_newest_first(client: httpx.Client) -> None:
     shop(client)
     user(client, "u2", "Bob")

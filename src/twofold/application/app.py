@@ -144,6 +144,16 @@ class App:
     ) -> R:
         return await self.queries.ask(query, min_position=min_position, timeout=timeout)
 
+    async def ask_json(
+        self,
+        query: Query[Any],
+        *,
+        min_position: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> bytes | None:
+        """The answer's JSON from the query's JSON handler (QueryBus.ask_json)."""
+        return await self.queries.ask_json(query, min_position=min_position, timeout=timeout)
+
     # -- operations -----------------------------------------------------------------------
 
     def runner(self, name: str) -> ProjectionRunner:

@@ -10,6 +10,14 @@ the projections whose views it reads::
 
 With ``min_position`` the bus first waits until every projection the query reads has
 committed that position (woken by the runners), so a client reads its own writes.
+
+A query may also have a JSON handler, ``(query, views) -> bytes | None``, answering with
+the answer's JSON as it is stored: a view document read with ``views.get_json``, unchanged.
+The HTTP API sends those bytes as they are (``ask_json``), with no decoding and encoding in
+between (Marten calls this JSON streaming). It must answer exactly what the typed handler
+answers, encoded; test the two against each other.
+
+    bus.register(GetOrder, get_order, reads=("orders",), json=get_order_json)
 """
 
 from __future__ import annotations
@@ -23,10 +31,11 @@ from twofold.application.views import ViewReader
 from twofold.domain.messages import Query
 from twofold.errors import ConfigurationError, HandlerNotFoundError, ValidationError
 
-__all__ = ["QueryBus", "QueryHandler"]
+__all__ = ["JsonHandler", "QueryBus", "QueryHandler"]
 
 R = TypeVar("R")
 QueryHandler = Callable[[Any, ViewReader], Awaitable[Any]]
+JsonHandler = Callable[[Any, ViewReader], Awaitable[bytes | None]]
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -38,6 +47,7 @@ class QueryBus:
         self.views = views
         self.positions = positions
         self._routes: dict[type[Query[Any]], tuple[QueryHandler, tuple[str, ...]]] = {}
+        self._json: dict[type[Query[Any]], JsonHandler] = {}
 
     def register(
         self,
@@ -45,6 +55,7 @@ class QueryBus:
         handler: Callable[[Any, ViewReader], Awaitable[R]],
         *,
         reads: Sequence[str],
+        json: JsonHandler | None = None,
     ) -> None:
         if query_type in self._routes:
             raise ConfigurationError(
@@ -54,7 +65,14 @@ class QueryBus:
             raise ConfigurationError(
                 f"register {query_type.__name__} with reads=(projection names...) it reads"
             )
+        if json is not None and not callable(json):
+            raise ConfigurationError(
+                f"json= for {query_type.__name__} must be an async function (query, views)"
+                " returning the answer's JSON as bytes, or None"
+            )
         self._routes[query_type] = (handler, tuple(reads))
+        if json is not None:
+            self._json[query_type] = json
 
     def reads(self, query_type: type[Query[Any]]) -> tuple[str, ...]:
         """The projections a query type reads."""
@@ -78,6 +96,32 @@ class QueryBus:
 
         Raises ConsistencyTimeoutError when a view is still behind after ``timeout`` seconds.
         """
+        handler = await self._ready(query, min_position, timeout)
+        answer: R = await handler(query, self.views)
+        return answer
+
+    def has_json(self, query_type: type[Query[Any]]) -> bool:
+        """Whether ``query_type`` was registered with a JSON handler (``ask_json``)."""
+        return query_type in self._json
+
+    async def ask_json(
+        self,
+        query: Query[Any],
+        *,
+        min_position: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> bytes | None:
+        """``ask``, answered by the query's JSON handler: the answer's JSON, or None."""
+        json = self._json.get(type(query))
+        if json is None:
+            raise HandlerNotFoundError(f"{type(query).__name__} (a JSON handler)")
+        await self._ready(query, min_position, timeout)
+        return await json(query, self.views)
+
+    async def _ready(
+        self, query: Query[Any], min_position: int | None, timeout: float
+    ) -> QueryHandler:
+        """Check the query, wait for ``min_position``; the query's handler."""
         route = self._routes.get(type(query))
         if route is None:
             raise HandlerNotFoundError(type(query).__name__)
@@ -89,5 +133,4 @@ class QueryBus:
             if not (timeout >= 0 and math.isfinite(timeout)):
                 raise ValidationError({"timeout": "must be a finite number of seconds >= 0"})
             await self.positions.wait(reads, min_position, timeout)
-        answer: R = await handler(query, self.views)
-        return answer
+        return handler

@@ -256,16 +256,26 @@ class FakeShop:
         self.reader = FakeViewReader(self.views)
         self.command_handlers: dict[type[Command], Handler] = {}
         self.query_handlers: dict[type[Query[Any]], tuple[Handler, tuple[str, ...]]] = {}
+        self.json_handlers: dict[type[Query[Any]], Handler] = {}
         shop.register(self, self)  # type: ignore[arg-type]  # duck-typed fake buses
 
     # The two registration verbs of CommandBus and QueryBus.
-    def register(self, message_type: Any, handler: Handler, *, reads: Sequence[str] = ()) -> None:
+    def register(
+        self,
+        message_type: Any,
+        handler: Handler,
+        *,
+        reads: Sequence[str] = (),
+        json: Handler | None = None,
+    ) -> None:
         if issubclass(message_type, Command):
             assert message_type not in self.command_handlers
             self.command_handlers[message_type] = handler
         else:
             assert reads and all(r in {p.name for p in self.projections} for r in reads)
             self.query_handlers[message_type] = (handler, tuple(reads))
+            if json is not None:
+                self.json_handlers[message_type] = json
 
     async def dispatch(self, command: Command) -> list[RecordedEvent]:
         """Validate, handle and save the command, then bring every view up to date."""
@@ -280,6 +290,10 @@ class FakeShop:
     async def ask(self, query: Query[R]) -> R:
         handler, _ = self.query_handlers[type(query)]
         answer: R = await handler(query, self.reader)
+        return answer
+
+    async def ask_json(self, query: Query[Any]) -> bytes | None:
+        answer: bytes | None = await self.json_handlers[type(query)](query, self.reader)
         return answer
 
     def rebuilt_views(self) -> FakeViews:

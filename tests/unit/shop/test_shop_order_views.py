@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
+import msgspec
 import pytest
 from shop_fakes import FakeShop
 
@@ -182,3 +185,47 @@ async def test_statistics_of_a_customer_without_orders_are_zero(stocked: FakeSho
 
 async def test_order_of_unknown_id_is_none(app: FakeShop) -> None:
     assert await app.ask(GetOrder(order_id="nope")) is None
+
+
+async def test_an_order_as_stored_json_is_the_typed_answer_encoded(stocked: FakeShop) -> None:
+    # GET /api/orders/{id} sends the stored document as it is (QueryBus.ask_json): it must
+    # say exactly what the typed answer says, in every state an order goes through.
+    encoder = msgspec.json.Encoder(decimal_format="string")
+
+    async def same() -> None:
+        for order_id in ("o1", "o2", "o3", "missing"):
+            query = GetOrder(order_id=order_id)
+            typed = await stocked.ask(query)
+            stored = await stocked.ask_json(query)
+            if typed is None:
+                assert stored is None
+                continue
+            assert stored is not None
+            # The same fields and values; times may differ in form only (stored times keep
+            # six fractional digits so that they sort as text; see projections/_documents).
+            assert instants(msgspec.json.decode(stored)) == instants(
+                msgspec.json.decode(encoder.encode(typed))
+            )
+
+    for order_id in ("o1", "o2", "o3"):
+        await order(stocked, order_id, amount="2.05")
+    await same()
+    await stocked.dispatch(RenameUser(user_id="ann", name="Ann B."))
+    ship = ShipOrder(order_id="o2", shipping_address="1 Road", tracking_number="T1")
+    await stocked.dispatch(ship)
+    await stocked.dispatch(CancelOrder(order_id="o3", reason="changed my mind"))
+    await same()
+
+
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def instants(value: Any) -> Any:
+    """``value`` with every ISO 8601 UTC text turned into the instant it names."""
+    if isinstance(value, dict):
+        return {key: instants(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [instants(item) for item in value]
+    if isinstance(value, str) and _TIME.fullmatch(value):
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value

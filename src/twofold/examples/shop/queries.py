@@ -134,6 +134,11 @@ async def get_order(query: GetOrder, views: ViewReader) -> OrderView | None:
     return await _get(views, ORDERS, query.order_id, OrderView)
 
 
+async def get_order_json(query: GetOrder, views: ViewReader) -> bytes | None:
+    """``get_order`` as JSON: the stored document is the answer (tests/unit/shop checks)."""
+    return await views.get_json(ORDERS, query.order_id)
+
+
 async def search_orders(query: SearchOrders, views: ViewReader) -> Page[OrderView]:
     problems: dict[str, str] = {}
     where: dict[str, Any] = {}
@@ -192,7 +197,7 @@ def register_queries(bus: QueryBus) -> None:
     bus.register(GetUser, get_user, reads=("users",))
     bus.register(ListUsersByEmailDomain, list_users_by_email_domain, reads=("users",))
     bus.register(GetProduct, get_product, reads=("products",))
-    bus.register(GetOrder, get_order, reads=("orders",))
+    bus.register(GetOrder, get_order, reads=("orders",), json=get_order_json)
     bus.register(SearchOrders, search_orders, reads=("orders",))
     bus.register(GetCustomerStatistics, get_customer_statistics, reads=("orders",))
     bus.register(GetPost, get_post, reads=("blog",))
