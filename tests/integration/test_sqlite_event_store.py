@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from twofold.adapters.sqlite._append import AppendOp, Batch
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
 from twofold.adapters.sqlite.schema import SCHEMA_VERSION, connect_writer
-from twofold.application.records import ANY, NO_STREAM, AppendResult
+from twofold.application.records import ANY, NO_STREAM, AppendResult, RecordedEvent
 from twofold.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -146,6 +147,39 @@ async def test_subscriber_sees_appends_of_another_store_on_the_file(tmp_path: Pa
             assert await asyncio.wait_for(pending, 10) == result.events[0]
         finally:
             await subscription.aclose()  # type: ignore[attr-defined]
+
+
+async def test_subscribers_sharing_reads_each_see_every_event_once(tmp_path: Path) -> None:
+    # Subscriptions at the same place share one read (SQLiteEventStore._page). What a shared
+    # read returned must never hide a later commit: neither this store's own, which wake
+    # the subscribers, nor another store's, which only the poll finds.
+    path = tmp_path / "events.db"
+    async with (
+        SQLiteEventStore(path, poll_interval=0.05) as watched,
+        SQLiteEventStore(path) as other,
+    ):
+        subscriptions = [watched.subscribe() for _ in range(4)]
+
+        async def take(subscription: AsyncIterator[RecordedEvent], count: int) -> list[int]:
+            return [(await anext(subscription)).position for _ in range(count)]
+
+        try:
+            # Another store's commits: only the poll finds them, nothing here commits.
+            readers = [asyncio.ensure_future(take(s, 3)) for s in subscriptions]
+            await asyncio.sleep(0.1)  # every subscriber has read the empty log and waits
+            for n in range(3):
+                await other.append(f"theirs-{n}", [new_event()], expected_version=NO_STREAM)
+            assert await asyncio.wait_for(asyncio.gather(*readers), 10) == [[1, 2, 3]] * 4
+            # Then both, interleaved.
+            readers = [asyncio.ensure_future(take(s, 6)) for s in subscriptions]
+            for n in range(3):
+                await watched.append(f"mine-{n}", [new_event()], expected_version=NO_STREAM)
+                await other.append(f"theirs-{n + 3}", [new_event()], expected_version=NO_STREAM)
+            seen = await asyncio.wait_for(asyncio.gather(*readers), 10)
+            assert seen == [[4, 5, 6, 7, 8, 9]] * 4
+        finally:
+            for subscription in subscriptions:
+                await subscription.aclose()  # type: ignore[attr-defined]
 
 
 async def test_synchronous_normal_is_a_choice(tmp_path: Path) -> None:

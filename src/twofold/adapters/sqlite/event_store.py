@@ -28,7 +28,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from twofold.adapters import _append_rules as rules
 from twofold.adapters.sqlite import _queries as sql
@@ -96,6 +96,10 @@ class SQLiteEventStore:
         self._busy_timeout = float(busy_timeout)
         self._poll_interval = float(poll_interval)
         self._notifier = Notifier()
+        # The last page a subscription read, by (generation, after, types): see _page.
+        self._shared_page: (
+            tuple[tuple[int, int, frozenset[str] | None], asyncio.Future[Any]] | None
+        ) = None
         self._writer: Writer[Batch] | None = None
         self._reader: Reader | None = None
         self._closed = False
@@ -274,9 +278,7 @@ class SQLiteEventStore:
         loop = asyncio.get_running_loop()
         while True:
             seen = self._notifier.generation  # noted before reading: see Notifier
-            events, position = await self._read(
-                functools.partial(sql.read_page, after=position, limit=_PAGE, types=types)
-            )
+            events, position = await self._page(position, types, seen)
             for event in events:
                 yield event
             if len(events) == _PAGE:
@@ -285,13 +287,29 @@ class SQLiteEventStore:
             if waiter is None:
                 continue  # a commit came in meanwhile (or the store closed): read again
             # The poll is only for other processes' appends; this process's commits wake
-            # the waiter at once.
-            timer = loop.call_later(self._poll_interval, _resolve, waiter)
+            # the waiter at once. A poll counts as a commit, so no shared page outlives it.
+            timer = loop.call_later(self._poll_interval, self._notifier.wake)
             try:
                 await waiter
             finally:
                 timer.cancel()
                 self._notifier.discard(waiter)
+
+    async def _page(
+        self, after: int, types: frozenset[str] | None, seen: int
+    ) -> tuple[list[RecordedEvent], int]:
+        """A subscription's next page. Subscriptions at the same place share one read: the
+        projections of a process follow the log together, and each commit wakes them all at
+        once. A read is shared only while no commit came (``seen`` is the generation noted
+        before it), so it holds what a read of one's own would."""
+        key = (seen, after, types)
+        shared = self._shared_page
+        if shared is None or shared[0] != key:
+            read = functools.partial(sql.read_page, after=after, limit=_PAGE, types=types)
+            future = asyncio.ensure_future(self._read(read))
+            future.add_done_callback(_retrieve)
+            self._shared_page = shared = (key, future)
+        return await asyncio.shield(shared[1])
 
     def _workers(self) -> tuple[Writer[Batch], Reader]:
         if self._closed:
@@ -314,7 +332,9 @@ class SQLiteEventStore:
         return await reader.submit(op)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A shared read's error reaches whoever awaits it; this only keeps asyncio from
+    # reporting it as never retrieved when they all went away.
+    if not future.cancelled():
+        future.exception()
 
