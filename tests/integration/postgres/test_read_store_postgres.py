@@ -388,3 +388,31 @@ async def test_switch_replaces_the_view_while_readers_read(
             (views.schema,),
         ).fetchone()
     assert tables == (1,), "old generations are dropped"
+
+
+async def test_a_process_waiting_for_a_lease_holds_no_connection_for_it(
+    views: PostgresReadStore, postgres_url: str, pg_schema: str
+) -> None:
+    def lease_connections(name: str) -> int:
+        with psycopg.connect(postgres_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    lease = views.lease("orders")
+    other = views.lease("orders")  # another process's, for the test: its own connection
+    assert not await views.lease_taken(lease)
+    assert await other.try_acquire()
+    try:
+        assert await views.lease_taken(lease)
+        # Tried anyway (a race a look cannot rule out): refused, and its connection let go.
+        assert not await lease.try_acquire()
+        assert lease_connections(lease.lane.application_name) == 1  # the holder's only
+    finally:
+        await other.release()
+    assert not await views.lease_taken(lease)
+    assert await lease.try_acquire()
+    assert await views.lease_taken(lease)
+    await lease.release()

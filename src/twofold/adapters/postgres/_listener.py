@@ -34,16 +34,25 @@ from psycopg import sql
 
 from twofold.adapters.postgres._pool import connect
 
-__all__ = ["LISTENERS", "Listener", "Signal", "presence_key"]
+__all__ = ["LISTENERS", "Listener", "Signal", "advisory_holders", "presence_key"]
+
+
+
+def advisory_holders(key: str, other_than: str) -> str:
+    """SQL counting the sessions, other than the backend pid ``other_than``, that hold the
+    advisory lock taken as ``pg_advisory_lock(hashtextextended(key, 0))`` in this database
+    (``key`` and ``other_than`` are the statement's placeholders)."""
+    return (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        f" AND objsubid = 1 AND pid <> {other_than}"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        f" AND classid = ((hashtextextended({key}, 0) >> 32) & 4294967295)::oid"
+        f" AND objid = (hashtextextended({key}, 0) & 4294967295)::oid"
+    )
+
 
 # How many sessions, other than $2, listen on the channel whose presence_key is $1.
-LISTENERS = (
-    b"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-    b" AND objsubid = 1 AND pid <> $2::integer"
-    b" AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    b" AND classid = ((hashtextextended($1, 0) >> 32) & 4294967295)::oid"
-    b" AND objid = (hashtextextended($1, 0) & 4294967295)::oid"
-)
+LISTENERS = advisory_holders("$1", "$2::integer").encode()
 
 
 def presence_key(channel: str) -> str:

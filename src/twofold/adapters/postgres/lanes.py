@@ -112,6 +112,20 @@ class Lane:
         self._conn = sync_connect(self._url, application_name=self.application_name)
         return self._conn
 
+    async def disconnect(self) -> None:
+        """Close the connection, if any; the next call opens another. Only for a lane that
+        holds nothing on its connection (a lease not acquired): a fenced lane's connection
+        that did hold a lock is never replaced (``close`` it instead)."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._disconnect)
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
     async def close(self) -> None:
         """Close the connection (which releases a lease's lock) and stop the thread."""
         if self._closed:

@@ -39,8 +39,9 @@ async def run_leased(app: App, store: PostgresReadStore, name: str, retry_interv
     while True:
         lease = store.lease(name)
         try:
-            # An advisory lock announces nothing when it is freed: trying again is the way.
-            while not await lease.try_acquire():  # noqa: ASYNC110
+            # An advisory lock announces nothing when it is freed: looking again is the way.
+            # A lease that is taken is only looked at (no connection of its own held).
+            while await store.lease_taken(lease) or not await lease.try_acquire():  # noqa: ASYNC110
                 await asyncio.sleep(retry_interval)
             log.info("process %d runs projection %s", os.getpid(), name)
             store.use_lane(name, lease.lane)

@@ -10,7 +10,10 @@ A process that dies (even by SIGKILL) closes its sockets; the server ends the se
 the lock is free at once. If instead the network goes, the server notices the dead session
 only when TCP does (``tcp_keepalives_*`` on the server; the lane sets client keepalives),
 and the lock stays held, safely, until then. Waiting processes try again every
-``retry_interval``: a takeover takes at most that long after the lock is freed.
+``retry_interval``: a takeover takes at most that long after the lock is freed. While the
+lock is taken they hold no connection for it: they look in ``pg_locks`` (``TAKEN``, on a
+connection of the store's pool) and connect only to try a lock that looks free, and let
+the connection go again when another process was quicker.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from typing import Any
 
 import psycopg
 
+from twofold.adapters.postgres._listener import advisory_holders
 from twofold.adapters.postgres.lanes import Lane, LeaseLostError
 
-__all__ = ["LeaseLostError", "ProjectionLease"]
+__all__ = ["TAKEN", "LeaseLostError", "ProjectionLease"]
 
 _TRY = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+# Whether any session holds the lease whose lease_key is %s.
+TAKEN = advisory_holders("%s", "0")
 
 
 def lease_key(schema: str, projection: str) -> str:
@@ -40,10 +46,18 @@ class ProjectionLease:
         self.lane = Lane(url, name=f"lease-{projection}", fenced_for=projection)
         self.held = False
 
+    @property
+    def key(self) -> str:
+        """What the lock's key is hashed from (the parameter of ``TAKEN``)."""
+        return self._key
+
     async def try_acquire(self) -> bool:
-        """Take the lock if it is free; True once held (it stays held until ``release``)."""
+        """Take the lock if it is free; True once held (it stays held until ``release``).
+        When it is not free, the connection tried on is closed: waiting holds none."""
         if not self.held:
             self.held = await self.lane.run(self._try)
+            if not self.held:
+                await self.lane.disconnect()
         return self.held
 
     def _try(self, conn: psycopg.Connection[Any]) -> bool:

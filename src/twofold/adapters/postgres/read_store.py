@@ -33,7 +33,7 @@ from twofold.adapters.postgres.checkpoints import (
 )
 from twofold.adapters.postgres.event_store import DEFAULT_SCHEMA, check_schema_name
 from twofold.adapters.postgres.lanes import Lane
-from twofold.adapters.postgres.leases import ProjectionLease
+from twofold.adapters.postgres.leases import TAKEN, ProjectionLease
 from twofold.adapters.postgres.views_migrations import migrate_views
 from twofold.adapters.postgres.views_sql import ViewSchema
 from twofold.adapters.postgres.views_tx import decode_document
@@ -147,6 +147,12 @@ class PostgresReadStore:
     def lease(self, projection: str) -> ProjectionLease:
         """A lease on ``projection`` in this store's schema (not yet acquired)."""
         return ProjectionLease(self._url, schema=self._schema, projection=projection)
+
+    async def lease_taken(self, lease: ProjectionLease) -> bool:
+        """Whether some session holds ``lease`` now (a look in pg_locks, no connection of
+        its own): only a lease that looks free is worth a connection to try."""
+        rows = await self._fetch(TAKEN, (lease.key, lease.key))
+        return bool(rows and rows[0][0])
 
     # -- checkpoints across processes ------------------------------------------------------
 
