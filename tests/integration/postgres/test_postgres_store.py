@@ -356,3 +356,20 @@ def test_split_schema_takes_twofold_parameter_out_of_the_url() -> None:
         split_schema("postgresql://h/db?schema=bad-name")
     with pytest.raises(ConfigurationError):
         split_schema("mysql://h/db")
+
+
+async def test_a_connection_lost_while_idle_is_replaced_before_the_next_append(
+    store: PostgresEventStore, postgres_url: str
+) -> None:
+    await store.append("before", one(), expected_version=NO_STREAM)
+    writer = store._writer.connection
+    assert writer is not None
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(%s)", (writer.info.backend_pid,))
+    await asyncio.sleep(0.2)  # the loop has read the server's goodbye on the writer's socket
+    # Nothing was in flight, so nothing is in doubt: no append fails.
+    assert not store._writer._direct.idle  # the loss is known: the next append reconnects
+    for n in range(3):
+        await store.append(f"after-{n}", one(), expected_version=NO_STREAM)
+        await quiet(store)
+    assert store._writer.connection is not writer
