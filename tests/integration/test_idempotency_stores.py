@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,51 @@ async def test_sqlite_keys_survive_reopen(tmp_path: Path) -> None:
 def test_sqlite_keys_need_the_event_store() -> None:
     with pytest.raises(TypeError, match=r"SQLiteIdempotencyStore\(store\)"):
         SQLiteIdempotencyStore("events.db")  # type: ignore[arg-type]
+
+
+SHORT = timedelta(milliseconds=200)
+
+
+@pytest_asyncio.fixture(params=["memory", "sqlite"])
+async def short_keys(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[InMemoryIdempotencyStore | SQLiteIdempotencyStore]:
+    """Stores that keep an answer for SHORT only."""
+    if request.param == "memory":
+        yield InMemoryIdempotencyStore(keep_for=SHORT)
+        return
+    async with SQLiteEventStore(tmp_path / "events.db") as store:
+        yield SQLiteIdempotencyStore(store, keep_for=SHORT)
+
+
+async def test_an_answer_is_forgotten_after_keep_for(
+    short_keys: InMemoryIdempotencyStore | SQLiteIdempotencyStore,
+) -> None:
+    assert await short_keys.put("k-1", "fp-a", b"first") == ("fp-a", b"first")
+    assert await short_keys.put("k-1", "fp-b", b"second") == ("fp-a", b"first")
+    await asyncio.sleep(SHORT.total_seconds() * 1.5)
+    assert await short_keys.get("k-1") is None
+    # A new answer takes the expired one's place, and is the first answer from then on.
+    assert await short_keys.put("k-1", "fp-b", b"second") == ("fp-b", b"second")
+    assert await short_keys.put("k-1", "fp-c", b"third") == ("fp-b", b"second")
+
+
+async def test_prune_deletes_only_the_expired_answers(
+    short_keys: InMemoryIdempotencyStore | SQLiteIdempotencyStore,
+) -> None:
+    for n in range(3):
+        await short_keys.put(f"old-{n}", "fp", b"x")
+    await asyncio.sleep(SHORT.total_seconds() * 1.5)
+    await short_keys.put("fresh", "fp", b"y")
+    assert await short_keys.prune() == 3
+    assert await short_keys.prune() == 0
+    assert await short_keys.get("fresh") == ("fp", b"y")
+
+
+@pytest.mark.parametrize("keep_for", [timedelta(0), timedelta(seconds=-1), 60])
+async def test_keep_for_must_be_a_positive_timedelta(keep_for: object, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="keep_for"):
+        InMemoryIdempotencyStore(keep_for=keep_for)  # type: ignore[arg-type]
+    async with SQLiteEventStore(tmp_path / "events.db") as store:
+        with pytest.raises(ValueError, match="keep_for"):
+            SQLiteIdempotencyStore(store, keep_for=keep_for)  # type: ignore[arg-type]

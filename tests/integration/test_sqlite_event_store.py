@@ -31,10 +31,13 @@ async def test_opening_twice_keeps_schema_and_events(tmp_path: Path) -> None:
     async with SQLiteEventStore(path) as store:
         assert await store.stream_version("a") == 1
     with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT component, version FROM schema_migrations").fetchall()
+        rows = conn.execute(
+            "SELECT component, version FROM schema_migrations ORDER BY version"
+        ).fetchall()
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
     conn.close()
-    assert rows == [("event_store", SCHEMA_VERSION)]
+    # Each migration ran once, in order, up to the version this twofold knows.
+    assert rows == [("event_store", v) for v in range(1, SCHEMA_VERSION + 1)]
     assert mode == "wal"
 
 
@@ -238,3 +241,22 @@ async def test_append_fails_clearly_when_the_lock_stays_taken(tmp_path: Path) ->
         finally:
             other.close()
         assert (await store.append("a", [new_event()], expected_version=NO_STREAM)).version == 1
+
+
+async def test_a_file_of_an_older_schema_is_migrated_forward(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    async with SQLiteEventStore(path) as store:
+        await store.append("a", [new_event()], expected_version=NO_STREAM)
+    with sqlite3.connect(path) as conn:  # back to schema version 1, as twofold 0.1 left it
+        conn.execute("DROP INDEX idempotency_created_at")
+        conn.execute("DELETE FROM schema_migrations WHERE version > 1")
+    conn.close()
+    async with SQLiteEventStore(path) as store:
+        assert await store.stream_version("a") == 1
+    with sqlite3.connect(path) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+        index = conn.execute(
+            "SELECT name FROM sqlite_master WHERE name = 'idempotency_created_at'"
+        ).fetchone()
+    conn.close()
+    assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1)) and index is not None

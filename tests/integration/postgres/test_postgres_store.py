@@ -4,6 +4,7 @@ on one schema, notifications, migrations, reconnecting."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -329,6 +330,31 @@ async def test_idempotency_store_keeps_the_first_answer_across_processes(
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_idempotency_answers_expire_after_keep_for_and_are_pruned(
+    postgres_url: str, pg_schema: str
+) -> None:
+    short = timedelta(milliseconds=300)
+    keys = await PostgresIdempotencyStore.open(postgres_url, schema=pg_schema, keep_for=short)
+    try:
+        for n in range(3):
+            await keys.put(f"old-{n}", "fp-a", b"first")
+        assert await keys.put("old-0", "fp-b", b"second") == ("fp-a", b"first")
+        await asyncio.sleep(short.total_seconds() * 1.5)
+        assert await keys.get("old-0") is None
+        # A new answer takes the expired one's place (the others stay until pruned).
+        assert await keys.put("old-0", "fp-b", b"second") == ("fp-b", b"second")
+        assert await keys.put("old-0", "fp-c", b"third") == ("fp-b", b"second")
+        assert await keys.prune() == 2
+        assert await keys.prune() == 0
+        assert await keys.get("old-0") == ("fp-b", b"second")
+    finally:
+        await keys.close()
+    with pytest.raises(ValueError, match="keep_for"):
+        await PostgresIdempotencyStore.open(
+            postgres_url, schema=pg_schema, keep_for=timedelta(0)
+        )
 
 
 async def test_the_composition_root_opens_both_stores_from_one_url(

@@ -6,8 +6,16 @@ The first answer stored for a key wins, also between processes: ``put`` inserts 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from psycopg import sql
 
+from twofold.adapters._idempotency import (
+    DEFAULT_KEEP_FOR,
+    PRUNE_BATCH,
+    PRUNE_EVERY,
+    check_keep_for,
+)
 from twofold.adapters.postgres._pool import ConnectionPool, connect
 from twofold.adapters.postgres.event_store import (
     DEFAULT_SCHEMA,
@@ -27,21 +35,42 @@ class PostgresIdempotencyStore:
     ``await PostgresIdempotencyStore.open(url, schema=...)`` has connections of its own.
     """
 
-    def __init__(self, pool: ConnectionPool, schema: str, *, owns_pool: bool) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        schema: str,
+        *,
+        owns_pool: bool,
+        keep_for: timedelta = DEFAULT_KEEP_FOR,
+    ) -> None:
         ident = sql.Identifier(check_schema_name(schema))
         self._pool = pool
         self._owns_pool = owns_pool
+        self._keep_for = check_keep_for(keep_for)
+        self._puts = 0
+        # The server's clock decides what is old (all processes share it). An answer older
+        # than keep_for is forgotten: get does not see it, and a put takes its place.
         self._get = sql.SQL(
             "SELECT fingerprint, result FROM {}.idempotency_keys WHERE key = %s"
+            " AND created_at >= now() - %s"
         ).format(ident)
         self._put = sql.SQL(
-            "INSERT INTO {}.idempotency_keys (key, fingerprint, result) VALUES (%s, %s, %s)"
-            " ON CONFLICT (key) DO NOTHING RETURNING fingerprint, result"
-        ).format(ident)
+            "INSERT INTO {t}.idempotency_keys AS old (key, fingerprint, result)"
+            " VALUES (%s, %s, %s) ON CONFLICT (key) DO UPDATE"
+            " SET fingerprint = excluded.fingerprint, result = excluded.result,"
+            " created_at = now() WHERE old.created_at < now() - %s"
+            " RETURNING fingerprint, result"
+        ).format(t=ident)
+        self._prune = sql.SQL(
+            "DELETE FROM {t}.idempotency_keys WHERE key IN (SELECT key FROM"
+            " {t}.idempotency_keys WHERE created_at < now() - %s ORDER BY created_at LIMIT %s)"
+        ).format(t=ident)
 
     @classmethod
-    def of(cls, store: PostgresEventStore) -> PostgresIdempotencyStore:
-        return cls(store.pool, store.schema, owns_pool=False)
+    def of(
+        cls, store: PostgresEventStore, *, keep_for: timedelta = DEFAULT_KEEP_FOR
+    ) -> PostgresIdempotencyStore:
+        return cls(store.pool, store.schema, owns_pool=False, keep_for=keep_for)
 
     @classmethod
     async def open(
@@ -51,20 +80,22 @@ class PostgresIdempotencyStore:
         schema: str = DEFAULT_SCHEMA,
         migrate_schema: bool = True,
         pool_size: int = 2,
+        keep_for: timedelta = DEFAULT_KEEP_FOR,
     ) -> PostgresIdempotencyStore:
         check_schema_name(schema)
+        check_keep_for(keep_for)
         if migrate_schema:
             conn = await connect(url)
             try:
                 await migrate(conn, schema)
             finally:
                 await conn.close()
-        return cls(ConnectionPool(url, size=pool_size), schema, owns_pool=True)
+        return cls(ConnectionPool(url, size=pool_size), schema, owns_pool=True, keep_for=keep_for)
 
     async def get(self, key: str) -> tuple[str, bytes] | None:
         _check_key(key)
         async with self._pool.connection() as conn:
-            cur = await conn.execute(self._get, (key,), binary=True)
+            cur = await conn.execute(self._get, (key, self._keep_for), binary=True)
             row = await cur.fetchone()
         return None if row is None else (row[0], bytes(row[1]))
 
@@ -72,17 +103,28 @@ class PostgresIdempotencyStore:
         _check_key(key)
         if not isinstance(fingerprint, str) or not isinstance(result, bytes):
             raise TypeError("fingerprint must be a str and result must be bytes")
+        self._puts += 1
+        if self._puts % PRUNE_EVERY == 0:
+            await self.prune()
         async with self._pool.connection() as conn:
             while True:
-                cur = await conn.execute(self._put, (key, fingerprint, result), binary=True)
+                cur = await conn.execute(
+                    self._put, (key, fingerprint, result, self._keep_for), binary=True
+                )
                 row = await cur.fetchone()
                 if row is None:
-                    # Taken already; read the first answer. The loop only turns again if
-                    # that row vanished in between (keys are never deleted by twofold).
-                    cur = await conn.execute(self._get, (key,), binary=True)
+                    # Taken already, and not expired; read the first answer. The loop only
+                    # turns again if that answer expired in between.
+                    cur = await conn.execute(self._get, (key, self._keep_for), binary=True)
                     row = await cur.fetchone()
                 if row is not None:
                     return row[0], bytes(row[1])
+
+    async def prune(self) -> int:
+        """Delete up to PRUNE_BATCH of the keys kept longer than ``keep_for``; how many."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(self._prune, (self._keep_for, PRUNE_BATCH))
+            return cur.rowcount
 
     async def close(self) -> None:
         if self._owns_pool:

@@ -208,6 +208,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             _READ_HORIZON,
         ),
     ),
+    Migration(
+        2,
+        "idempotency keys expire: an index to find the old ones",
+        (
+            "CREATE INDEX idempotency_keys_created_at"
+            " ON {schema}.idempotency_keys (created_at)",
+        ),
+    ),
 )
 
 _LATEST = MIGRATIONS[-1].version

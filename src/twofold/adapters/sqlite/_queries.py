@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from twofold.adapters._idempotency import PRUNE_BATCH
 from twofold.application.records import RecordedEvent, Snapshot
 
 if TYPE_CHECKING:
@@ -148,21 +149,46 @@ def load_snapshot(conn: sqlite3.Connection, stream_id: str) -> Snapshot | None:
 
 
 def idempotency_put(
-    conn: sqlite3.Connection, batch: Batch, key: str, fingerprint: str, result: bytes
+    conn: sqlite3.Connection,
+    batch: Batch,
+    key: str,
+    fingerprint: str,
+    result: bytes,
+    keep_us: int,
+    prune: bool,
 ) -> tuple[str, bytes]:
-    # The first answer stored for a key wins; later puts return it unchanged.
+    # The first answer stored for a key wins; later puts return it unchanged, until it is
+    # older than keep_us: then this answer takes its place.
+    cutoff = batch.now_us - keep_us
     conn.execute(
         "INSERT INTO idempotency (key, fingerprint, result, created_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (key) DO NOTHING",
-        (key, fingerprint, result, batch.now_us),
+        "ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, "
+        "result = excluded.result, created_at = excluded.created_at "
+        "WHERE idempotency.created_at < ?",
+        (key, fingerprint, result, batch.now_us, cutoff),
     )
-    stored = idempotency_get(conn, key)
+    if prune:
+        idempotency_prune(conn, cutoff)
+    stored = idempotency_get(conn, key, cutoff)
     assert stored is not None
     return stored
 
 
-def idempotency_get(conn: sqlite3.Connection, key: str) -> tuple[str, bytes] | None:
+def idempotency_get(
+    conn: sqlite3.Connection, key: str, cutoff: int
+) -> tuple[str, bytes] | None:
+    """The answer stored for ``key`` at ``cutoff`` (microseconds since 1970) or later."""
     row = conn.execute(
-        "SELECT fingerprint, result FROM idempotency WHERE key = ?", (key,)
+        "SELECT fingerprint, result FROM idempotency WHERE key = ? AND created_at >= ?",
+        (key, cutoff),
     ).fetchone()
     return None if row is None else (str(row[0]), bytes(row[1]))
+
+
+def idempotency_prune(conn: sqlite3.Connection, cutoff: int) -> int:
+    """Delete up to PRUNE_BATCH of the keys stored before ``cutoff``; how many."""
+    return conn.execute(
+        "DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency "
+        "WHERE created_at < ? ORDER BY created_at LIMIT ?)",
+        (cutoff, PRUNE_BATCH),
+    ).rowcount

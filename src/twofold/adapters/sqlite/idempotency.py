@@ -7,8 +7,13 @@ and there is one writer per file in the process, so writes never contend for the
 from __future__ import annotations
 
 import functools
+import sqlite3
+import time
+from datetime import timedelta
 
+from twofold.adapters._idempotency import DEFAULT_KEEP_FOR, PRUNE_EVERY, check_keep_for
 from twofold.adapters.sqlite import _queries as sql
+from twofold.adapters.sqlite._append import Batch
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
 
 __all__ = ["SQLiteIdempotencyStore"]
@@ -24,25 +29,49 @@ class SQLiteIdempotencyStore:
     first answer always wins, also across processes.
     """
 
-    def __init__(self, store: SQLiteEventStore) -> None:
+    def __init__(
+        self, store: SQLiteEventStore, *, keep_for: timedelta = DEFAULT_KEEP_FOR
+    ) -> None:
         if not isinstance(store, SQLiteEventStore):
             raise TypeError(
                 "SQLiteIdempotencyStore shares the threads of an open SQLiteEventStore: "
                 f"pass SQLiteIdempotencyStore(store), not a {type(store).__name__}"
             )
         self._store = store
+        self._keep_us = check_keep_for(keep_for) // timedelta(microseconds=1)
+        self._puts = 0
 
     async def get(self, key: str) -> tuple[str, bytes] | None:
         _check_key(key)
-        return await self._store._read(functools.partial(sql.idempotency_get, key=key))
+        cutoff = time.time_ns() // 1000 - self._keep_us
+        return await self._store._read(
+            functools.partial(sql.idempotency_get, key=key, cutoff=cutoff)
+        )
 
     async def put(self, key: str, fingerprint: str, result: bytes) -> tuple[str, bytes]:
         _check_key(key)
         if not isinstance(fingerprint, str) or not isinstance(result, bytes):
             raise TypeError("fingerprint must be a str and result must be bytes")
+        self._puts += 1
         return await self._store._write(
-            functools.partial(sql.idempotency_put, key=key, fingerprint=fingerprint, result=result)
+            functools.partial(
+                sql.idempotency_put,
+                key=key,
+                fingerprint=fingerprint,
+                result=result,
+                keep_us=self._keep_us,
+                prune=self._puts % PRUNE_EVERY == 0,
+            )
         )
+
+    async def prune(self) -> int:
+        """Delete up to PRUNE_BATCH of the keys kept longer than ``keep_for``; how many."""
+
+        def prune(conn: sqlite3.Connection, batch: Batch) -> int:
+            return sql.idempotency_prune(conn, batch.now_us - self._keep_us)
+
+        deleted: int = await self._store._write(prune)
+        return deleted
 
 
 def _check_key(key: object) -> None:

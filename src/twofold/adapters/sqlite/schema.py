@@ -66,6 +66,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: idempotency keys expire; an index to find the old ones.
+    ("CREATE INDEX idempotency_created_at ON idempotency (created_at)",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
