@@ -38,8 +38,18 @@ def shop_round(writer: httpx.Client, reader: httpx.Client, n: int) -> None:
             },
         )
     )
-    view = ok(writer.get(f"/api/orders/{order['id']}", params={"min_position": order["position"]}))
+    path = f"/api/orders/{order['id']}"
+    response = writer.get(path, params={"min_position": order["position"]})
+    view = ok(response)
     assert view["customer_name"] == "A" and view["total_amount"] == "5.00"
+    # The stored JSONB goes out as it is: same fields as on SQLite, with its ETag.
+    assert set(view) == {
+        "order_id", "customer_id", "customer_name", "status", "items", "total_amount",
+        "item_count", "shipping_address", "tracking_number", "cancel_reason", "created_at",
+        "updated_at", "version",
+    }  # fmt: skip
+    assert response.headers["etag"] == '"1"'
+    assert writer.get(path, headers={"If-None-Match": '"1"'}).status_code == 304
 
 
 def test_two_server_workers_share_projections_and_read_their_writes(
