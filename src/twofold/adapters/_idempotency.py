@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-__all__ = ["DEFAULT_KEEP_FOR", "PRUNE_BATCH", "PRUNE_EVERY", "check_keep_for"]
+__all__ = [
+    "DEFAULT_KEEP_FOR",
+    "PRUNE_BATCH",
+    "PRUNE_EVERY",
+    "check_keep_for",
+    "check_key",
+    "check_put",
+]
 
 DEFAULT_KEEP_FOR = timedelta(hours=24)
 PRUNE_EVERY = 1000
@@ -25,3 +32,14 @@ def check_keep_for(keep_for: object) -> timedelta:
             f"got {keep_for!r}"
         )
     return keep_for
+
+
+def check_key(key: object) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"an idempotency key must be a non-empty str, got {key!r}")
+
+
+def check_put(key: object, fingerprint: object, result: object) -> None:
+    check_key(key)
+    if not isinstance(fingerprint, str) or not isinstance(result, bytes):
+        raise TypeError("fingerprint must be a str and result must be bytes")

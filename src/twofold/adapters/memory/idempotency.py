@@ -10,6 +10,8 @@ from twofold.adapters._idempotency import (
     PRUNE_BATCH,
     PRUNE_EVERY,
     check_keep_for,
+    check_key,
+    check_put,
 )
 
 __all__ = ["InMemoryIdempotencyStore"]
@@ -26,16 +28,14 @@ class InMemoryIdempotencyStore:
         self._puts = 0
 
     async def get(self, key: str) -> tuple[str, bytes] | None:
-        _check_key(key)
+        check_key(key)
         stored = self._answers.get(key)
         if stored is None or stored[2] < time.monotonic() - self._keep_for:
             return None
         return stored[0], stored[1]
 
     async def put(self, key: str, fingerprint: str, result: bytes) -> tuple[str, bytes]:
-        _check_key(key)
-        if not isinstance(fingerprint, str) or not isinstance(result, bytes):
-            raise TypeError("fingerprint must be a str and result must be bytes")
+        check_put(key, fingerprint, result)
         now = time.monotonic()
         stored = self._answers.get(key)
         if stored is None or stored[2] < now - self._keep_for:
@@ -58,7 +58,3 @@ class InMemoryIdempotencyStore:
             del self._answers[key]
         return len(old)
 
-
-def _check_key(key: object) -> None:
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"an idempotency key must be a non-empty str, got {key!r}")

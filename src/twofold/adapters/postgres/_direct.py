@@ -78,21 +78,15 @@ class DirectLane:
         look (a version mismatch or an error), or ``(None, exc)`` when the connection
         failed. Only while ``idle``; this is the one-writer path, a loop turn shorter
         than ``write``."""
-        name, params, formats = encode_append(
-            request.stream_id, request.events, expected_code(request.expected), known=known
-        )
+        send = _send_one(request, known)
 
         def finished(results: Results | None, exc: BaseException | None) -> None:
             if results is None:
                 done(None, exc)
-                return
-            result = results[-1]
-            if result.status != pq.ExecStatus.TUPLES_OK or not result.ntuples:
-                done(None, None)
-                return
-            done(Written(request, build_result(request, decode_rows(result))), None)
+            else:
+                done(_written(request, results), None)
 
-        self._start(lambda pg: pg.send_query_prepared(name, params, formats, 1), finished)
+        self._start(send, finished)
 
     async def write(
         self, batch: list[Request], *, known: bool = False
@@ -106,15 +100,10 @@ class DirectLane:
         """
         await self._open()
         if len(batch) == 1:
-            request = batch[0]
-            name, params, formats = encode_append(
-                request.stream_id, request.events, expected_code(request.expected), known=known
-            )
-            results = await self._send(lambda pg: pg.send_query_prepared(name, params, formats, 1))
-            result = results[-1]
-            if result.status != pq.ExecStatus.TUPLES_OK or not result.ntuples:
+            one = _written(batch[0], await self._send(_send_one(batch[0], known)))
+            if one is None:
                 return [], [], batch  # a mismatch (no row) or an error: the thread looks
-            return [Written(request, build_result(request, decode_rows(result)))], [], []
+            return [one], [], []
         params_text = [p.encode() for p in append_params(batch)]
         results = await self._send(
             lambda pg: pg.send_query_params(self._batch_sql, params_text, result_format=0)
@@ -275,6 +264,26 @@ class DirectLane:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
         self._fd = -1
+
+
+def _send_one(request: Request, known: bool) -> Callable[[pq.abc.PGconn], None]:
+    """Sends one append's prepared statement (``_single``)."""
+    name, params, formats = encode_append(
+        request.stream_id, request.events, expected_code(request.expected), known=known
+    )
+
+    def send(pg: pq.abc.PGconn) -> None:
+        pg.send_query_prepared(name, params, formats, 1)
+
+    return send
+
+
+def _written(request: Request, results: Results) -> Written | None:
+    """What one append's statement wrote; None for a mismatch (no row) or an error."""
+    result = results[-1]
+    if result.status != pq.ExecStatus.TUPLES_OK or not result.ntuples:
+        return None
+    return Written(request, build_result(request, decode_rows(result)))
 
 
 def _prepare(name: bytes, query: bytes, oids: tuple[int, ...]) -> Callable[[pq.abc.PGconn], None]:

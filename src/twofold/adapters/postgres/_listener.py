@@ -29,12 +29,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 
 from twofold.adapters.postgres._pool import connect
 
-__all__ = ["LISTENERS", "Listener", "Signal", "advisory_holders", "presence_key"]
+__all__ = ["LISTENERS", "ListenLoop", "Listener", "Signal", "advisory_holders", "presence_key"]
 
 
 
@@ -86,23 +88,43 @@ class Signal:
             self._event = asyncio.Event()
 
 
-class Listener:
-    """One LISTEN connection per store; each notification fires the signal."""
+class ListenLoop:
+    """One LISTEN connection on ``channel``, reconnected with backoff until ``close``.
 
-    def __init__(self, url: str, channel: str, signal: Signal) -> None:
+    After each LISTEN takes effect, ``on_listen(conn, first)`` runs (``first``: on the
+    first connection; later ones follow a loss, when notifications may have been missed);
+    each notification's payload goes to ``on_notify``. ``start`` returns once the first
+    LISTEN is in effect, or raises if the first connection fails.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        *,
+        name: str,
+        on_listen: Callable[[AsyncConnection[Any], bool], Awaitable[None]],
+        on_notify: Callable[[str], None],
+    ) -> None:
         self._url = url
         self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
-        self._presence = presence_key(channel)
-        self._signal = signal
+        self._name = name
+        self._on_listen = on_listen
+        self._on_notify = on_notify
+        self._conn: AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
-        self.backend_pid = 0  # of the LISTEN connection, while there is one
+
+    @property
+    def backend_pid(self) -> int:
+        """The LISTEN connection's server process, while it is listening; else 0."""
+        conn = self._conn
+        return conn.info.backend_pid if conn is not None else 0
 
     async def start(self) -> None:
-        """Listen from now on (returns once LISTEN is in effect)."""
         if self._task is None:
             self._ready = asyncio.get_running_loop().create_future()
-            self._task = asyncio.create_task(self._run(), name="twofold-postgres-listener")
+            self._task = asyncio.create_task(self._run(), name=self._name)
         assert self._ready is not None
         await asyncio.shield(self._ready)
 
@@ -116,31 +138,26 @@ class Listener:
                 if not self._ready.done():
                     self._ready.set_exception(exc)
                     return
-                _log.warning("LISTEN connection failed, retrying in %.2fs: %s", delay, exc)
+                _log.warning("%s: connecting failed, retrying in %.2fs: %s", self._name, delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             try:
                 await conn.execute(self._listen)
-                # Writers notify only while someone holds this (see the module's docstring).
-                await conn.execute(
-                    "SELECT pg_advisory_lock_shared(hashtextextended(%s, 0))", (self._presence,)
-                )
-                self.backend_pid = conn.info.backend_pid
+                await self._on_listen(conn, not self._ready.done())
+                self._conn = conn
                 if not self._ready.done():
                     self._ready.set_result(None)
-                # Notifications may have been missed while not listening.
-                self._signal.fire()
                 delay = 0.05
-                async for _ in conn.notifies():
-                    self._signal.fire()
+                async for notify in conn.notifies():
+                    self._on_notify(notify.payload)
             except Exception as exc:
-                # Subscribers poll meanwhile; listening again is all there is to do.
-                _log.warning("LISTEN connection failed, reconnecting: %s", exc)
+                # Readers poll meanwhile; listening again is all there is to do.
+                _log.warning("%s: connection failed, reconnecting: %s", self._name, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
-                self.backend_pid = 0
+                self._conn = None
                 await conn.close()
 
     async def close(self) -> None:
@@ -151,3 +168,38 @@ class Listener:
             self._task = None
         if self._ready is not None and not self._ready.done():
             self._ready.cancel()
+
+
+class Listener:
+    """One LISTEN connection per store; each notification fires the signal."""
+
+    def __init__(self, url: str, channel: str, signal: Signal) -> None:
+        self._presence = presence_key(channel)
+        self._signal = signal
+        self._loop = ListenLoop(
+            url,
+            channel,
+            name="twofold-postgres-listener",
+            on_listen=self._listening,
+            on_notify=lambda _: signal.fire(),
+        )
+
+    @property
+    def backend_pid(self) -> int:
+        """Of the LISTEN connection, while there is one (0 otherwise)."""
+        return self._loop.backend_pid
+
+    async def start(self) -> None:
+        """Listen from now on (returns once LISTEN is in effect)."""
+        await self._loop.start()
+
+    async def _listening(self, conn: AsyncConnection[Any], first: bool) -> None:
+        # Writers notify only while someone holds this (see the module's docstring).
+        await conn.execute(
+            "SELECT pg_advisory_lock_shared(hashtextextended(%s, 0))", (self._presence,)
+        )
+        # Notifications may have been missed while not listening.
+        self._signal.fire()
+
+    async def close(self) -> None:
+        await self._loop.close()

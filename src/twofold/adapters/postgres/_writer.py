@@ -147,8 +147,7 @@ class BatchWriter:
     async def close(self) -> None:
         """Write what is queued, send the last notification, then stop."""
         self._closing = True
-        self._ensure_task()
-        self._wake_up()
+        self._nudge()
         assert self._task is not None
         await self._task
         await self._thread.stop()
@@ -169,8 +168,7 @@ class BatchWriter:
             request.refused = True
             self._pending.appendleft(request)  # a mismatch or an error: the writer looks
         if self._pending or self._closing:
-            self._ensure_task()
-            self._wake_up()
+            self._nudge()
 
     def _known(self, request: Request) -> bool:
         """Whether ``request`` may go without reading its stream's version (_single._KNOWN):
@@ -199,22 +197,22 @@ class BatchWriter:
             self._announced = self._latest  # nobody else listens, as recently asked
             return
         if loop.time() >= self._notify_at:
-            self._ensure_task()
-            self._wake_up()
+            self._nudge()
         elif self._timer is None:
             # Paced: the writer wakes when the notification falls due.
             self._timer = loop.call_at(self._notify_at, self._notify_due)
 
-    def _ensure_task(self) -> None:
+    def _nudge(self) -> None:
+        """Wake the writer task (starting it if need be): there is work, or it should look."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="twofold-postgres-writer")
+        self._wake_up()
 
     def _enqueue(self, item: Request | _Job) -> None:
         if self._closing:
             raise StoreClosedError()
         self._pending.append(item)
-        self._ensure_task()
-        self._wake_up()
+        self._nudge()
 
     def _wake_up(self) -> None:
         wake = self._wake
@@ -237,14 +235,14 @@ class BatchWriter:
                 break  # closing, and all written
             self._busy = True
             try:
-                await self._step(due)
+                await self._step()
             finally:
                 self._busy = False
         if self._timer is not None:
             self._timer.cancel()
         await self._announce()
 
-    async def _step(self, due: bool) -> None:
+    async def _step(self) -> None:
         """Send a due notification, or write the next batch, or run the next job."""
         if not self._pending:
             await self._announce()
@@ -269,8 +267,7 @@ class BatchWriter:
 
     def _notify_due(self) -> None:
         self._timer = None
-        self._ensure_task()
-        self._wake_up()
+        self._nudge()
 
     def _take(self) -> list[Request]:
         """The next batch: up to the cap, each event id at most once, up to a job."""

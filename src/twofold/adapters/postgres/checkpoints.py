@@ -20,11 +20,13 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
-from psycopg import sql
+from psycopg import AsyncConnection
 
-from twofold.adapters.postgres._pool import ConnectionPool, connect
+from twofold.adapters.postgres._listener import ListenLoop
+from twofold.adapters.postgres._pool import ConnectionPool
 
 __all__ = ["CheckpointCallback", "CheckpointNotifier", "CheckpointWatcher", "checkpoint_channel"]
 
@@ -95,24 +97,35 @@ class CheckpointWatcher:
     def __init__(
         self, url: str, channel: str, load: Callable[[], Awaitable[dict[str, int]]]
     ) -> None:
-        self._url = url
-        self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
         self._load = load
         self._callbacks: list[CheckpointCallback] = []
-        self._task: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[None] | None = None
+        self._loop = ListenLoop(
+            url,
+            channel,
+            name="twofold-checkpoint-watch",
+            on_listen=self._listening,
+            on_notify=self._heard,
+        )
 
     async def add(self, callback: CheckpointCallback) -> None:
         """Call ``callback`` from now on; returns once listening, after telling it the
         stored checkpoints."""
         self._callbacks.append(callback)
-        if self._task is None:
-            self._ready = asyncio.get_running_loop().create_future()
-            self._task = asyncio.create_task(self._run(), name="twofold-checkpoint-watch")
-        assert self._ready is not None
-        await asyncio.shield(self._ready)
+        await self._loop.start()
         for name, position in (await self._load()).items():
             self._call(callback, name, position)
+
+    async def _listening(self, conn: AsyncConnection[Any], first: bool) -> None:
+        if not first:  # checkpoints may have moved while not listening
+            self._deliver(await self._load())
+
+    def _heard(self, payload: str) -> None:
+        try:
+            positions = _decode(payload)
+        except msgspec.DecodeError:
+            _log.warning("ignoring checkpoint notification %r", payload)
+            return
+        self._deliver(positions)
 
     def _deliver(self, positions: dict[str, int]) -> None:
         for name, position in positions.items():
@@ -126,46 +139,5 @@ class CheckpointWatcher:
         except Exception:
             _log.exception("checkpoint callback %r failed", callback)
 
-    async def _run(self) -> None:
-        assert self._ready is not None
-        delay = 0.05
-        while True:
-            try:
-                conn = await connect(self._url)
-            except Exception as exc:
-                if not self._ready.done():
-                    self._ready.set_exception(exc)
-                    return
-                _log.warning("checkpoint LISTEN failed, retrying in %.2fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            try:
-                await conn.execute(self._listen)
-                if not self._ready.done():
-                    self._ready.set_result(None)
-                else:  # checkpoints may have moved while not listening
-                    self._deliver(await self._load())
-                delay = 0.05
-                async for notify in conn.notifies():
-                    try:
-                        positions = _decode(notify.payload)
-                    except msgspec.DecodeError:
-                        _log.warning("ignoring checkpoint notification %r", notify.payload)
-                        continue
-                    self._deliver(positions)
-            except Exception as exc:
-                _log.warning("checkpoint LISTEN connection failed, reconnecting: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-            finally:
-                await conn.close()
-
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._ready is not None and not self._ready.done():
-            self._ready.cancel()
+        await self._loop.close()

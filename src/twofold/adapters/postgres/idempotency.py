@@ -15,6 +15,8 @@ from twofold.adapters._idempotency import (
     PRUNE_BATCH,
     PRUNE_EVERY,
     check_keep_for,
+    check_key,
+    check_put,
 )
 from twofold.adapters.postgres._pool import ConnectionPool, connect
 from twofold.adapters.postgres.event_store import (
@@ -101,8 +103,7 @@ class PostgresIdempotencyStore:
 
     async def put(self, key: str, fingerprint: str, result: bytes) -> tuple[str, bytes]:
         _check_key(key)
-        if not isinstance(fingerprint, str) or not isinstance(result, bytes):
-            raise TypeError("fingerprint must be a str and result must be bytes")
+        check_put(key, fingerprint, result)
         self._puts += 1
         if self._puts % PRUNE_EVERY == 0:
             await self.prune()
@@ -132,7 +133,7 @@ class PostgresIdempotencyStore:
 
 
 def _check_key(key: object) -> None:
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"an idempotency key must be a non-empty str, got {key!r}")
+    check_key(key)
+    assert isinstance(key, str)
     if "\x00" in key:
         raise ValueError("an idempotency key must not contain NUL characters")

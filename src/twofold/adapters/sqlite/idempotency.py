@@ -11,7 +11,13 @@ import sqlite3
 import time
 from datetime import timedelta
 
-from twofold.adapters._idempotency import DEFAULT_KEEP_FOR, PRUNE_EVERY, check_keep_for
+from twofold.adapters._idempotency import (
+    DEFAULT_KEEP_FOR,
+    PRUNE_EVERY,
+    check_keep_for,
+    check_key,
+    check_put,
+)
 from twofold.adapters.sqlite import _queries as sql
 from twofold.adapters.sqlite._append import Batch
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
@@ -42,16 +48,14 @@ class SQLiteIdempotencyStore:
         self._puts = 0
 
     async def get(self, key: str) -> tuple[str, bytes] | None:
-        _check_key(key)
+        check_key(key)
         cutoff = time.time_ns() // 1000 - self._keep_us
         return await self._store._read(
             functools.partial(sql.idempotency_get, key=key, cutoff=cutoff)
         )
 
     async def put(self, key: str, fingerprint: str, result: bytes) -> tuple[str, bytes]:
-        _check_key(key)
-        if not isinstance(fingerprint, str) or not isinstance(result, bytes):
-            raise TypeError("fingerprint must be a str and result must be bytes")
+        check_put(key, fingerprint, result)
         self._puts += 1
         return await self._store._write(
             functools.partial(
@@ -73,7 +77,3 @@ class SQLiteIdempotencyStore:
         deleted: int = await self._store._write(prune)
         return deleted
 
-
-def _check_key(key: object) -> None:
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"an idempotency key must be a non-empty str, got {key!r}")
