@@ -56,7 +56,7 @@ async def test_concurrent_appends_share_one_transaction(
     assert await transactions(postgres_url, pg_schema) == 1
 
 
-async def test_a_burst_after_a_quiet_spell_takes_at_most_two_transactions(
+async def test_a_burst_after_a_quiet_spell_takes_one_transaction(
     store: PostgresEventStore, postgres_url: str, pg_schema: str
 ) -> None:
     await store.append("warm", one(), expected_version=NO_STREAM)  # the writer's lane is open
@@ -64,9 +64,33 @@ async def test_a_burst_after_a_quiet_spell_takes_at_most_two_transactions(
         *(store.append(f"s-{i}", one(), expected_version=NO_STREAM) for i in range(50))
     )
     assert sorted(r.position for r in results) == list(range(2, 52))
-    # The first append goes out at once on its own; the others queue behind it and share
-    # the next commit.
-    assert await transactions(postgres_url, pg_schema) - 1 <= 2
+    # The first append waits for the end of its loop turn, where the other 49 join it: one
+    # pipelined batch, one commit.
+    assert await transactions(postgres_url, pg_schema) - 1 == 1
+
+
+async def test_a_mismatch_in_a_pipelined_batch_leaves_the_others_written(
+    store: PostgresEventStore, postgres_url: str, pg_schema: str
+) -> None:
+    other = await PostgresEventStore.open(postgres_url, schema=pg_schema)
+    try:
+        await other.append("elsewhere", one(), expected_version=NO_STREAM)
+    finally:
+        await other.close()
+    outcomes = await asyncio.gather(
+        store.append("a", one(), expected_version=NO_STREAM),
+        # Not a version this store saw: the statement reads the stream, finds 1, writes
+        # nothing, and the rest of the pipeline goes on.
+        store.append("elsewhere", one(), expected_version=3),
+        store.append("b", one(), expected_version=NO_STREAM),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], ConcurrencyError)
+    assert (outcomes[1].expected, outcomes[1].actual) == (3, 1)
+    assert [o.version for o in outcomes if not isinstance(o, BaseException)] == [1, 1]
+    assert await store.stream_version("elsewhere") == 1
+    # The other store's append, then one transaction for the batch.
+    assert await transactions(postgres_url, pg_schema) == 2
 
 
 async def test_an_append_cancelled_in_flight_leaves_the_store_working(

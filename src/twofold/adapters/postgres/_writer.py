@@ -7,7 +7,9 @@ while a batch is in flight share the next commit.
 A batch goes one of two ways:
 
 - **on the event loop** (``_direct``): the usual case, a batch that needs only the append
-  statement, sent non-blocking by the loop itself;
+  statements, sent non-blocking by the loop itself (a batch of several pipelined, one
+  transaction). An append made while the writer is idle waits only for the end of its loop
+  turn: appends made in that turn share its batch, and a lone one is sent at once;
 - **on the writer's thread**, with a synchronous connection (``_batch``): a batch with
   inline projections (their handlers are synchronous and run in the batch's transaction),
   and whatever the loop's lane hands over (a version mismatch, a conflict, an error), which
@@ -98,6 +100,7 @@ class BatchWriter:
         self._closing = False
         self._versions: dict[str, int] = {}  # the versions streams are known to have reached
         self._busy = False  # a batch, a job, a notification or a direct append is under way
+        self._soon = False  # ``_send_soon`` is due at the end of this loop turn
         self._channel = channel
         self._notify_interval = notify_interval
         self._latest = 0  # the last position committed ...
@@ -111,22 +114,18 @@ class BatchWriter:
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected: ExpectedVersion
     ) -> AppendResult:
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AppendResult] = loop.create_future()
         request = Request(stream_id, events, expected, future)
-        if self._busy or self._pending or self._inline or self._closing or not self._direct.idle:
+        if self._soon or self._busy or self._pending or self._inline or self._closing:
             self._enqueue(request)
         else:
-            # Nothing else to write: send it now, and settle it where its answer is read.
-            self._busy = True
-            try:
-                self._direct.send_one(
-                    request,
-                    lambda written, exc: self._sent(request, written, exc),
-                    known=self._known(request),
-                )
-            except BaseException:
-                self._busy = False
-                self._enqueue(request)
+            # Nothing else to write. Wait for the end of this loop turn, not for the writer
+            # task: appends made in the same turn (the writers a batch's answer woke) join
+            # this one in a batch; a lone append is sent as it is (``_send_soon``).
+            self._pending.append(request)
+            self._soon = True
+            loop.call_soon(self._send_soon)
         return await future
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
@@ -153,8 +152,32 @@ class BatchWriter:
         await self._thread.stop()
         await self._direct.close()
 
+    def _send_soon(self) -> None:
+        """At the end of the loop turn of an append made while the writer was idle: send a
+        lone append at once, on the loop's lane; give anything more to the writer task."""
+        self._soon = False
+        pending = self._pending
+        ready = not (self._busy or self._inline or self._closing) and self._direct.idle
+        request = pending[0] if len(pending) == 1 else None
+        if not ready or not isinstance(request, Request):
+            self._nudge()
+            return
+        pending.popleft()
+        if request.future.done():  # its caller gave up already
+            return
+        self._busy = True
+        try:
+            self._direct.send_one(
+                request,
+                lambda written, exc: self._sent(request, written, exc),
+                known=self._known(request),
+            )
+        except BaseException:
+            self._busy = False
+            self._enqueue(request)
+
     def _sent(self, request: Request, written: Written | None, exc: BaseException | None) -> None:
-        """The answer to an append sent by ``append`` itself (on the loop, from the socket)."""
+        """The answer to a lone append sent by ``_send_soon`` (on the loop, from the socket)."""
         self._busy = False
         if written is not None:
             request.resolve(written.result)
@@ -301,7 +324,7 @@ class BatchWriter:
         if inline:
             return await self._thread.write(batch, inline)
         try:
-            known = len(batch) == 1 and self._known(batch[0])
+            known = [self._known(request) for request in batch]
             written, stale, others = await self._direct.write(batch, known=known)
         except Exception as exc:
             if is_connection_error(exc):
@@ -315,6 +338,8 @@ class BatchWriter:
         if stale:
             await self._thread.settle(stale)
         if others:
+            for request in others:
+                request.refused = True  # the thread reads its stream's version
             last = max(last, await self._thread.write(others, inline))
         return last
 
