@@ -6,6 +6,12 @@ off). The load generator is wrk on loopback. The
 bare Starlette app answers the very JSON body twofold answers, as a constant: the ceiling
 of any Python framework on this ASGI server and machine.
 
+For POST there is a second reference, ``bare_durable``: the same bare route, but it parses
+the body and stores it with one SQLite INSERT and commit per request (WAL,
+``synchronous=FULL``, the durability of twofold's event store), through Starlette's thread
+pool: the raw limit of a route that must write durably before it answers. It is no target;
+it says how much of the gap to the constant route any durable write costs.
+
     .venv/bin/python bench/bench_http.py                 # 3 rounds x 10 s per figure
     .venv/bin/python bench/bench_http.py --quick         # one short round
 
@@ -24,17 +30,21 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -55,6 +65,44 @@ async def _bare_get(request: Request) -> Response:
 async def _bare_post(request: Request) -> Response:
     await request.body()
     return Response(_ACCEPTED, status_code=201, media_type="application/json")
+
+
+_DURABLE: list[sqlite3.Connection] = []  # this worker's connection
+_ONE_WRITER = threading.Lock()  # SQLite writes one at a time: queue here, not in its busy loop
+
+
+def _store_durably(body: bytes) -> None:
+    """One INSERT, one commit (fsync), on this worker's connection."""
+    with _ONE_WRITER:
+        if not _DURABLE:
+            conn = sqlite3.connect(
+                os.environ["BENCH_DURABLE_DB"],
+                isolation_level=None,
+                timeout=30,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            _DURABLE.append(conn)
+        conn = _DURABLE[0]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO orders (id, body) VALUES (?, ?)", (uuid.uuid4().hex, body))
+        conn.execute("COMMIT")
+
+
+async def _bare_durable_post(request: Request) -> Response:
+    body = await request.body()
+    json.loads(body)
+    await run_in_threadpool(_store_durably, body)
+    return Response(_ACCEPTED, status_code=201, media_type="application/json")
+
+
+def bare_durable_app() -> Starlette:
+    with sqlite3.connect(os.environ["BENCH_DURABLE_DB"], timeout=30) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, body BLOB)")
+    conn.close()
+    return Starlette(routes=[Route("/api/orders", _bare_durable_post, methods=["POST"])])
 
 
 def bare_app() -> Starlette:
@@ -228,18 +276,32 @@ def run(work: Path) -> None:
         # The ceiling runs under the very same server: `twofold serve` serves any ASGI app.
         bare_command = [*twofold, "bench.bench_http:bare_app", "--port", str(bare_port)]
         bare = stack.enter_context(server(bare_command, env=env, cwd=REPO, port=bare_port))
+        env["BENCH_DURABLE_DB"] = str(work / "durable.db")
+        durable_port = free_port()
+        durable_command = [
+            *twofold, "bench.bench_http:bare_durable_app", "--port", str(durable_port)
+        ]
+        durable = stack.enter_context(
+            server(durable_command, env=env, cwd=REPO, port=durable_port)
+        )
         scripts = {"GET": get_lua, "POST": post_lua}
         if args.only:
             scripts = {args.only: scripts[args.only]}
-        targets = {"twofold": shop, "bare": bare}
+        targets = {"twofold": shop, "bare": bare, "bare_durable": durable}
+        measured_for = {"GET": ("twofold", "bare"), "POST": ("twofold", "bare", "bare_durable")}
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         load = {"seconds": args.seconds, "connections": args.connections}
-        for url, script in itertools.product(targets.values(), scripts.values()):
-            wrk(url, script, seconds=2, connections=args.connections)  # warm up
+        for (target, url), (method, script) in itertools.product(
+            targets.items(), scripts.items()
+        ):
+            if target in measured_for[method]:
+                wrk(url, script, seconds=2, connections=args.connections)  # warm up
         # Rounds interleave the targets, so drift in a shared machine's load hits both.
         for _ in range(args.rounds):
             for method, script in scripts.items():
                 for target, url in targets.items():
+                    if target not in measured_for[method]:
+                        continue
                     settle(shop)
                     figure = wrk(url, script, **load)
                     if target == "twofold" and method == "POST":
@@ -271,6 +333,22 @@ def run(work: Path) -> None:
                 }
             )
         )
+    if "POST" in scripts:
+        # No target: how the durable references compare, in the same rounds.
+        for mine, theirs in (("twofold", "bare_durable"), ("bare_durable", "bare")):
+            ratios = [
+                a["rps"] / b["rps"]
+                for a, b in zip(runs[mine, "POST"], runs[theirs, "POST"], strict=True)
+            ]
+            print(
+                json.dumps(
+                    {
+                        "ratio": f"POST /api/orders, {mine} / {theirs}",
+                        "value": round(statistics.median(ratios), 3),
+                        "per_round": [round(r, 3) for r in ratios],
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":
