@@ -69,6 +69,23 @@ async def test_a_burst_after_a_quiet_spell_takes_one_transaction(
     assert await transactions(postgres_url, pg_schema) - 1 == 1
 
 
+async def test_appends_of_several_events_share_a_pipelined_batch_in_order(
+    store: PostgresEventStore, postgres_url: str, pg_schema: str
+) -> None:
+    three = [NewEvent(event_id=uuid7(), type="M", data=b'{"n": %d}' % n) for n in range(3)]
+    two = [NewEvent(event_id=uuid7(), type="N") for _ in range(2)]
+    m, n, o = await asyncio.gather(
+        store.append("m", three, expected_version=NO_STREAM),
+        store.append("n", two, expected_version=NO_STREAM),
+        store.append("o", one(), expected_version=NO_STREAM),
+    )
+    # Positions follow the order the appends were made, each append's events together.
+    assert [e.position for e in m.events + n.events + o.events] == [1, 2, 3, 4, 5, 6]
+    assert [e.stream_version for e in m.events] == [1, 2, 3] and n.version == 2
+    assert list(m.events + n.events + o.events) == await store.read_all(limit=10)
+    assert await transactions(postgres_url, pg_schema) == 1
+
+
 async def test_a_mismatch_in_a_pipelined_batch_leaves_the_others_written(
     store: PostgresEventStore, postgres_url: str, pg_schema: str
 ) -> None:
