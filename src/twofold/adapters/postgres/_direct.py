@@ -12,8 +12,8 @@ loop never waits on the database (DESIGN 8).
 A batch of several appends is pipelined (libpq pipeline mode): each append's prepared
 statement, then one Sync, sent at once. Everything before a Sync is one implicit
 transaction, so the batch is one round trip and one commit, and the server runs the same
-plain INSERT per append as for a lone one (a third of the server time per event that the
-plpgsql ``append_batch()`` takes).
+plain INSERT per append as for a lone one (measured: about 36 µs of server CPU per event,
+against about 100 µs through the plpgsql ``append_batch()``).
 
 Only the usual outcome is handled here: every append written. Anything else (a version
 mismatch, a unique violation, any other error but a lost connection) hands the batch's
@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import pq, sql
 
-from twofold.adapters.postgres._batch import Request, Stale, Written, build_result
+from twofold.adapters.postgres._batch import Request, Written, build_result
 from twofold.adapters.postgres._listener import LISTENERS, presence_key
 from twofold.adapters.postgres._pool import connect
 from twofold.adapters.postgres._single import (
@@ -95,11 +95,11 @@ class DirectLane:
 
     async def write(
         self, batch: list[Request], *, known: Sequence[bool]
-    ) -> tuple[list[Written], list[Stale], list[Request]]:
-        """Write the batch as one transaction; return what was written, the appends whose
-        stream was not at the expected version (and the version it was at), and the appends
-        for the thread. ``known[i]``: append ``i`` goes to a stream known to be at the
-        version it expects (``_single._KNOWN``).
+    ) -> tuple[list[Written], list[Request]]:
+        """Write the batch as one transaction; return what was written, and the appends for
+        the thread (a version mismatch, or all of them after an error). ``known[i]``:
+        append ``i`` goes to a stream known to be at the version it expects
+        (``_single._KNOWN``).
 
         A batch of several is pipelined: every append's prepared statement, then one Sync,
         in one round trip and one implicit transaction (so one commit). If any statement
@@ -113,8 +113,8 @@ class DirectLane:
         if len(batch) == 1:
             one = _written(batch[0], await self._send(_send_one(batch[0], known[0])))
             if one is None:
-                return [], [], batch  # a mismatch (no row) or an error: the thread looks
-            return [one], [], []
+                return [], batch  # a mismatch (no row) or an error: the thread looks
+            return [one], []
         sends = [_send_one(request, k) for request, k in zip(batch, known, strict=True)]
 
         def send(pg: pq.abc.PGconn) -> None:
@@ -128,15 +128,16 @@ class DirectLane:
         if len(answers) != len(batch) or any(
             result.status != pq.ExecStatus.TUPLES_OK for result in answers
         ):
-            return [], [], batch  # rolled back, all of it: the thread settles the batch
+            return [], batch  # rolled back, all of it: the thread settles the batch
         written: list[Written] = []
         others: list[Request] = []
         for request, result in zip(batch, answers, strict=True):
-            if result.ntuples:
-                written.append(Written(request, build_result(request, decode_rows(result))))
-            else:
+            one = _written(request, [result])
+            if one is None:
                 others.append(request)  # its stream was not at the version it expected
-        return written, [], others
+            else:
+                written.append(one)
+        return written, others
 
     async def notify(self, channel: str, position: int) -> None:
         await self._open()

@@ -44,7 +44,6 @@ from twofold.adapters.postgres._batch import (
     Appender,
     InlineApplier,
     Request,
-    Stale,
     Written,
     lost,
 )
@@ -325,7 +324,7 @@ class BatchWriter:
             return await self._thread.write(batch, inline)
         try:
             known = [self._known(request) for request in batch]
-            written, stale, others = await self._direct.write(batch, known=known)
+            written, others = await self._direct.write(batch, known=known)
         except Exception as exc:
             if is_connection_error(exc):
                 await self._direct.close()
@@ -335,11 +334,7 @@ class BatchWriter:
             item.request.resolve(item.result)
             self.saw(item.request.stream_id, item.result.version)
             last = max(last, item.result.position)
-        if stale:
-            await self._thread.settle(stale)
         if others:
-            for request in others:
-                request.refused = True  # the thread reads its stream's version
             last = max(last, await self._thread.write(others, inline))
         return last
 
@@ -385,10 +380,6 @@ class _Thread:
         """Write and settle ``batch`` on the thread; the last position committed."""
         return await self._do(lambda: self._write(batch, inline), batch)
 
-    async def settle(self, stale: list[Stale]) -> None:
-        """Settle appends that met another version (a retry, or a conflict) on the thread."""
-        await self._do(lambda: self._settle(stale), [item.request for item in stale])
-
     async def job(self, job: _Job) -> None:
         await self._do(lambda: self._run_job(job), [])
 
@@ -431,10 +422,6 @@ class _Thread:
             for request in batch:
                 request.fail(lost(exc) if is_connection_error(exc) else exc)
             return 0
-
-    def _settle(self, stale: list[Stale]) -> int:
-        self._appender.settle_stale(stale)
-        return 0
 
     def _run_job(self, job: _Job) -> int:
         try:
