@@ -18,9 +18,13 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from twofold.application.app import App
 from twofold.bootstrap import bootstrap
@@ -149,16 +153,45 @@ def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
 
 
 class TwofoldApp(Starlette):
-    """A Starlette app whose declared API routes are found before Starlette's router runs.
+    """A Starlette app whose declared API routes are matched by a table of their own.
 
-    The API endpoints answer every error themselves, so they need none of Starlette's
-    middleware; matching them by path segments here costs one dict lookup or a few string
-    comparisons instead of a regular expression per route. Anything else (the operational
-    routes, unknown paths, redirects, lifespan) goes through Starlette as usual.
+    The table sits inside the middleware stack, just within the user's middleware and
+    Starlette's outermost error handler: ``app.add_middleware(CORSMiddleware, ...)`` or
+    ``GZipMiddleware`` see every API request, and ``scope["app"]`` is set, as on any
+    Starlette app. The API endpoints answer every error themselves, so they skip Starlette's
+    ExceptionMiddleware and regular-expression router: matching by path segments costs one
+    dict lookup or a few string comparisons. Anything else (the operational routes, unknown
+    paths, redirects, lifespan) goes on through Starlette as usual.
     """
 
     def __init__(self, by_path: dict[str, dict[str, Endpoint]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._by_path = by_path
+
+    def build_middleware_stack(self) -> ASGIApp:
+        error_handler = None
+        handlers: dict[Any, Any] = {}
+        for key, value in self.exception_handlers.items():
+            if key in (500, Exception):
+                error_handler = value
+            else:
+                handlers[key] = value
+        inner = ExceptionMiddleware(self.router, handlers=handlers, debug=self.debug)
+        app: ASGIApp = _RouteTable(self._by_path, inner)
+        outer = [
+            Middleware(ServerErrorMiddleware, handler=error_handler, debug=self.debug),
+            *self.user_middleware,
+        ]
+        for cls, args, kwargs in reversed(outer):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+class _RouteTable:
+    """The API routes by path segments; what matches none goes on to ``app``."""
+
+    def __init__(self, by_path: dict[str, dict[str, Endpoint]], app: ASGIApp) -> None:
+        self.app = app
         self._static: dict[str, _Methods] = {}
         # By segment count, then by which segments are literal: the literals' values -> the
         # route's parameter positions and endpoints. Matching is one lookup per group.
@@ -197,7 +230,7 @@ class TwofoldApp(Starlette):
                         scope["path_params"] = values
                         await methods(scope, receive, send)
                         return
-        await super().__call__(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class _Methods:
