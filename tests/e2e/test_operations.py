@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -76,3 +77,16 @@ def test_docs_page_loads_the_schema(client: httpx.Client) -> None:
     assert response.status_code == 200
     assert "text/html" in response.headers["content-type"]
     assert "/openapi.json" in response.text
+
+
+def test_docs_page_needs_nothing_outside_the_server(client: httpx.Client) -> None:
+    page = client.get("/docs").text
+    references = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert references, "the page names its assets"
+    for reference in references:
+        assert reference.startswith("/") and not reference.startswith("//"), reference
+        asset = client.get(reference)
+        assert asset.status_code == 200, reference
+        assert len(asset.content) > 100, reference
+    assert "SwaggerUIBundle" in client.get("/docs/assets/swagger-ui-bundle.js").text
+    assert client.get("/docs/assets/index.html").status_code == 404  # only what the page uses

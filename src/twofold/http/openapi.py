@@ -18,7 +18,7 @@ from twofold.http.endpoints import MAX_TIMEOUT_MS, CommandAccepted
 from twofold.http.health import Health
 from twofold.http.problems import Problem
 
-__all__ = ["DOCS_HTML", "openapi_document"]
+__all__ = ["openapi_document"]
 
 _REF = "#/components/schemas/{name}"
 _PROBLEM = "application/problem+json"
@@ -261,21 +261,3 @@ def _health_operation() -> dict[str, Any]:
             "503": {"description": "A projection is stopped or lags", "content": content},
         },
     }
-
-
-DOCS_HTML = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>{title} - API docs</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-  <div id="docs"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-  <script>
-    SwaggerUIBundle({{url: "/openapi.json", dom_id: "#docs", deepLinking: true}});
-  </script>
-</body>
-</html>
-"""

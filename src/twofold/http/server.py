@@ -22,7 +22,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
@@ -31,6 +31,7 @@ from twofold.bootstrap import bootstrap
 from twofold.http.api import HttpApi
 from twofold.http.auth import ApiKeys
 from twofold.http.coordination import Coordinator, coordination_paths
+from twofold.http.docs import docs_asset, docs_page
 from twofold.http.endpoints import (
     CommandEndpoint,
     QueryEndpoint,
@@ -41,7 +42,7 @@ from twofold.http.endpoints import (
     answer_problem,
 )
 from twofold.http.health import check_health
-from twofold.http.openapi import DOCS_HTML, openapi_document
+from twofold.http.openapi import openapi_document
 from twofold.http.problems import PROBLEM_JSON, ProblemError, encode_problem, problem
 from twofold.settings import Settings
 
@@ -128,8 +129,7 @@ def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
         return Response(body, media_type="application/json")
 
     async def docs(_: Request) -> Response:
-        title = api.title.replace("&", "&amp;").replace("<", "&lt;")
-        return HTMLResponse(DOCS_HTML.format(title=title))
+        return docs_page(api.title)
 
     by_path: dict[str, dict[str, Endpoint]] = {}
     for command in api.commands:
@@ -143,6 +143,7 @@ def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
         Route("/docs", docs, methods=["GET"], include_in_schema=False),
+        Route("/docs/assets/{name}", docs_asset, methods=["GET"], include_in_schema=False),
     ]
     return TwofoldApp(
         by_path,
