@@ -90,3 +90,12 @@ def test_docs_page_needs_nothing_outside_the_server(client: httpx.Client) -> Non
         assert len(asset.content) > 100, reference
     assert "SwaggerUIBundle" in client.get("/docs/assets/swagger-ui-bundle.js").text
     assert client.get("/docs/assets/index.html").status_code == 404  # only what the page uses
+
+
+def test_request_id_is_echoed_or_made_up(client: httpx.Client) -> None:
+    given = client.get("/health", headers={"X-Request-Id": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = client.get("/api/users/nobody").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    unfit = client.get("/health", headers={"X-Request-Id": "x" * 500}).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", unfit)

@@ -44,6 +44,7 @@ from twofold.http.endpoints import (
 from twofold.http.health import check_health
 from twofold.http.openapi import openapi_document
 from twofold.http.problems import PROBLEM_JSON, ProblemError, encode_problem, problem
+from twofold.http.request_ids import RequestIds
 from twofold.settings import Settings
 
 __all__ = ["TwofoldRuntime", "build_asgi"]
@@ -181,6 +182,7 @@ class TwofoldApp(Starlette):
         app: ASGIApp = _RouteTable(self._by_path, inner)
         outer = [
             Middleware(ServerErrorMiddleware, handler=error_handler, debug=self.debug),
+            Middleware(RequestIds),
             *self.user_middleware,
         ]
         for cls, args, kwargs in reversed(outer):
