@@ -65,3 +65,20 @@ def test_serve_runs_a_users_own_app_and_factory(tmp_path: Path) -> None:
             )
             assert ok(balance) == "12.50"  # type: ignore[comparison-overlap]
             assert "/accounts" in ok(client.get("/openapi.json"))["paths"]
+
+
+def test_worker_refuses_to_run_some_projections_of_a_sqlite_store(tmp_path: Path) -> None:
+    process = twofold("worker", "--projection", "orders", cwd=tmp_path, env=environment())
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "--projection needs a PostgreSQL read store" in output
+    assert not list(tmp_path.iterdir()), "a refused worker creates no store"
+
+
+def test_worker_refuses_views_that_other_processes_cannot_share(tmp_path: Path) -> None:
+    env = environment(TWOFOLD_READ_STORE="sqlite://:memory:")
+    process = twofold("worker", cwd=tmp_path, env=env)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert "sqlite:///file.db or postgresql://" in output and "sqlite://:memory:" in output
+    assert not list(tmp_path.iterdir()), "a refused worker creates no store"

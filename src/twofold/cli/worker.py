@@ -1,4 +1,4 @@
-"""``twofold worker``: run a service's projections, shared with other workers by leases.
+"""``twofold worker``: run a service's projections, shared with other processes.
 
 ::
 
@@ -13,6 +13,10 @@ cannot write); the others try to take free leases every ``--retry-interval`` sec
 worker that dies loses its leases with its connections, and another takes over within
 about that interval, from the last committed checkpoint. The API processes then run with
 ``TWOFOLD_PROJECTIONS=off``.
+
+On a SQLite read store (one host) a worker contends for the same file lock as the
+``twofold serve`` processes (``twofold.http.coordination``): whichever process holds it
+runs every projection, and the others take over when it dies.
 """
 
 from __future__ import annotations
@@ -45,10 +49,12 @@ log = logging.getLogger("twofold.worker")
 def add_worker_command(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "worker",
-        help="run projections, shared with other workers through leases",
-        description="Run a service's projections against the stores named by TWOFOLD_* "
-        "(the read store must be PostgreSQL). Several workers share the projections: each "
-        "runs in exactly one worker at a time, and a dead worker's are taken over.",
+        help="run projections, shared with other processes",
+        description="Run a service's projections against the stores named by TWOFOLD_*. "
+        "Several workers (and twofold serve processes) share the projections: each runs in "
+        "exactly one process at a time, and a dead process's are taken over. On PostgreSQL "
+        "by a lease per projection; on a SQLite file (one host) by the file's lock, held by "
+        "one process for every projection.",
     )
     parser.add_argument(
         "service",
@@ -61,13 +67,13 @@ def add_worker_command(commands: Any) -> None:
         action="append",
         dest="projections",
         metavar="NAME",
-        help="run only this projection (repeat for several; default: all of them)",
+        help="run only this projection (repeat for several; default: all; PostgreSQL only)",
     )
     parser.add_argument(
         "--retry-interval",
         type=float,
         default=1.0,
-        help="seconds between attempts to take a lease another worker holds (1.0)",
+        help="seconds between attempts to take a lease or lock another process holds (1.0)",
     )
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -127,10 +133,25 @@ async def run_worker(
     stop: asyncio.Event | None = None,
     handle_signals: bool = False,
 ) -> None:
-    """Hold (or wait for) a lease on each projection and run those held, until ``stop``."""
-    from twofold.adapters.postgres.leased import start_leased
+    """Share the projections with the other processes on the same views until ``stop``:
+    on PostgreSQL hold (or wait for) a lease on each projection and run those held; on a
+    SQLite file contend for its lock (one host) and run every projection while held."""
     from twofold.bootstrap import bootstrap
+    from twofold.http.coordination import Coordinator, coordination_paths
 
+    paths = coordination_paths(settings)
+    leased = settings.read_store.startswith(("postgresql:", "postgres:"))
+    if paths is None and not leased:
+        raise ConfigurationError(
+            "twofold worker shares projections through a lock on a SQLite file (one host) "
+            "or PostgreSQL leases; set TWOFOLD_READ_STORE to sqlite:///file.db or "
+            f"postgresql://... ({settings.read_store!r} cannot be shared with other processes)"
+        )
+    if paths is not None and projections:
+        raise ConfigurationError(
+            "--projection needs a PostgreSQL read store: on a SQLite file one process runs "
+            "every projection (it holds the file's lock); leave --projection out"
+        )
     stop = stop if stop is not None else asyncio.Event()
     if handle_signals:
         loop = asyncio.get_running_loop()
@@ -138,17 +159,23 @@ async def run_worker(
             loop.add_signal_handler(signum, stop.set)
     app = await bootstrap(service, dataclasses.replace(settings, projections="off"))
     async with app:
-        store: PostgresReadStore = app.read_store  # type: ignore[assignment]
-        if not callable(getattr(store, "lease", None)):
-            raise ConfigurationError(
-                "twofold worker shares projections through PostgreSQL leases; set "
-                "TWOFOLD_READ_STORE to postgresql://... (or run the projections in the API "
-                "process with TWOFOLD_PROJECTIONS=run)"
-            )
         names = list(projections) if projections else list(app.runners)
         for name in names:
             app.runner(name)  # an unknown name fails here
         log.info("worker pid %d shares projections: %s", os.getpid(), ", ".join(names))
+        if paths is not None:
+            coordinator = Coordinator(
+                app, lock_path=paths[0], run_dir=paths[1], retry_interval=retry_interval
+            )
+            await coordinator.start()
+            try:
+                await stop.wait()
+            finally:
+                await coordinator.close()
+            return
+        from twofold.adapters.postgres.leased import start_leased
+
+        store: PostgresReadStore = app.read_store  # type: ignore[assignment]
         tasks = start_leased(app, store, names, retry_interval)
         try:
             await stop.wait()

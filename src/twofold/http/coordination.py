@@ -51,27 +51,23 @@ _PEERS_TTL = 1.0  # seconds a listing of the run folder is reused when broadcast
 
 
 def coordination_paths(settings: Settings) -> tuple[Path, Path] | None:
-    """(lock file, run folder) for the settings' read store; None when the views live in
-    this process's memory and so cannot be shared."""
+    """(lock file, run folder) when the settings' views are a SQLite file, shared by the
+    processes of one host; None otherwise: views in this process's memory cannot be
+    shared, and other read stores coordinate by their own means (PostgreSQL: leases and
+    NOTIFY). A second coordination beside those would run every projection twice."""
     url = settings.read_store
-    if url.startswith("sqlite://"):
-        path = url[len("sqlite://") :]
-        if path.startswith("/"):
-            path = path[1:]
-        if not path or path == ":memory:":
-            return None
-        store = Path(path).resolve()
-        lock = store.with_name(store.name + ".projections.lock")
-        key = str(store)
-    else:
-        key = url
-        lock = Path()
+    if not url.startswith("sqlite://"):
+        return None
+    path = url[len("sqlite://") :]
+    if path.startswith("/"):
+        path = path[1:]
+    if not path or path == ":memory:":
+        return None
+    store = Path(path).resolve()
+    lock = store.with_name(store.name + ".projections.lock")
     # Socket paths are limited to about 100 bytes: keep the folder short, keyed by store.
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    run_dir = Path(tempfile.gettempdir()) / f"twofold-{digest}"
-    if lock == Path():
-        lock = run_dir / "projections.lock"
-    return lock, run_dir
+    digest = hashlib.sha256(str(store).encode()).hexdigest()[:16]
+    return lock, Path(tempfile.gettempdir()) / f"twofold-{digest}"
 
 
 class Coordinator:

@@ -7,6 +7,7 @@ answers (woken by NOTIFY). Then API processes with projections off and a `twofol
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import httpx
 import pytest
 
 from tests.e2e.processes import environment, serving, twofold
-from tests.e2e.shop_client import created, ok
+from tests.e2e.shop_client import created, ok, product, user
+from tests.e2e.test_applied_once import assert_each_event_applied_once
 from tests.e2e.test_workers import pinned_clients
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -93,3 +95,42 @@ def test_api_without_projections_reads_writes_applied_by_a_worker(
         finally:
             worker.terminate()
             worker.communicate(timeout=DEADLINE)  # reaps it and closes its pipe
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_concurrent_orders_are_counted_once_in_the_customer_statistics(
+    postgres_url: str, pg_schema: str, tmp_path: Path, workers: int
+) -> None:
+    target = f"{postgres_url}?schema={pg_schema}"
+    env = environment(TWOFOLD_EVENT_STORE=target, TWOFOLD_READ_STORE=target)
+    served = serving(["--workers", str(workers)], cwd=tmp_path, env=env)
+    with served as (url, _), httpx.Client(base_url=url, timeout=DEADLINE) as client:
+        user(client, "c1")
+        product(client, "p1", price="1.00")
+
+        def place(_: int) -> int:
+            with httpx.Client(base_url=url, timeout=DEADLINE) as own:
+                body = {
+                    "customer_id": "c1",
+                    "items": [{"product_id": "p1", "quantity": 1, "price": "1.00"}],
+                }
+                position: int = created(own.post("/api/orders", json=body))["position"]
+                return position
+
+        with ThreadPoolExecutor(8) as pool:
+            positions = list(pool.map(place, range(40)))
+        # Read after every order's position: both answers reflect all 40 orders.
+        wait = {"min_position": max(positions), "timeout_ms": 30000}
+        listed = ok(client.get("/api/orders", params={"customer_id": "c1", **wait}))
+        statistics = ok(client.get("/api/customers/c1/statistics", params=wait))
+    assert listed["total"] == 40
+    assert statistics["total_orders"] == listed["total"]
+    assert statistics["total_amount"] == "40.00"
+
+
+def test_serve_and_workers_on_postgres_apply_each_event_once(
+    postgres_url: str, pg_schema: str, tmp_path: Path
+) -> None:
+    target = f"{postgres_url}?schema={pg_schema}"
+    env = environment(TWOFOLD_EVENT_STORE=target, TWOFOLD_READ_STORE=target)
+    assert_each_event_applied_once(env, tmp_path)
