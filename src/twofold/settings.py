@@ -8,7 +8,10 @@
 | TWOFOLD_LAG_THRESHOLD      | 60                           | seconds of lag before health DOWN|
 | TWOFOLD_INLINE_PROJECTIONS | (none)                       | names, or *: applied in the append|
 | TWOFOLD_API_KEYS           | (none)                       | key=scope+scope,key2=scope       |
-| TWOFOLD_CACHE, TWOFOLD_BUS | (none)                       | redis://..., nats://...          |
+| TWOFOLD_CACHE, TWOFOLD_BUS | (none)                       | not implemented yet: refused     |
+
+``TWOFOLD_CACHE`` and ``TWOFOLD_BUS`` are refused until a cache and a bus exist, so that a
+setting is never silently ignored.
 
 ``TWOFOLD_INLINE_PROJECTIONS`` (single-database mode, PostgreSQL only): comma-separated
 projection names, or ``*`` for all, applied inside each append's own transaction, so their
@@ -49,6 +52,16 @@ class Settings:
                 f"inline_projections must be a set of projection names (or {{'*'}}), not {names!r}"
             )
         object.__setattr__(self, "inline_projections", check_inline_names(names))
+        unimplemented = [
+            f"TWOFOLD_{name.upper()} ({value!r})"
+            for name, value in (("bus", self.bus), ("cache", self.cache))
+            if value is not None
+        ]
+        if unimplemented:
+            raise ConfigurationError(
+                f"{' and '.join(unimplemented)}: not implemented yet in this version of "
+                "twofold, so it would have no effect; unset it"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -82,3 +82,12 @@ def test_worker_refuses_views_that_other_processes_cannot_share(tmp_path: Path) 
     assert process.returncode == 2
     assert "sqlite:///file.db or postgresql://" in output and "sqlite://:memory:" in output
     assert not list(tmp_path.iterdir()), "a refused worker creates no store"
+
+
+def test_serve_refuses_a_bus_it_cannot_use_in_one_line(tmp_path: Path) -> None:
+    env = environment(TWOFOLD_BUS="nats://127.0.0.1:4222")
+    process = twofold("serve", cwd=tmp_path, env=env)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert output.count("\n") == 1 and output.startswith("twofold serve: TWOFOLD_BUS")
+    assert not list(tmp_path.iterdir()), "a refused start creates no store"
