@@ -7,8 +7,13 @@
 | TWOFOLD_PROJECTIONS        | run                          | run: this process runs them; off |
 | TWOFOLD_LAG_THRESHOLD      | 60                           | seconds of lag before health DOWN|
 | TWOFOLD_INLINE_PROJECTIONS | (none)                       | names, or *: applied in the append|
-| TWOFOLD_API_KEYS           | (none)                       | key=scope+scope,key2=scope       |
+| TWOFOLD_API_KEYS           | (none)                       | name:secret=scope+scope,...      |
 | TWOFOLD_CACHE, TWOFOLD_BUS | (none)                       | not implemented yet: refused     |
+
+``TWOFOLD_API_KEYS``: comma-separated entries ``name:secret=scope+scope``. The secret is
+what clients send (at least ``MIN_SECRET_LENGTH`` characters of visible ASCII, no comma);
+the name (letters, digits, ``_.@-``) is who they are: events record it as their ``actor``.
+An entry without ``name:`` is named ``key-<n>``, n its place in the list (from 1).
 
 ``TWOFOLD_CACHE`` and ``TWOFOLD_BUS`` are refused until a cache and a bus exist, so that a
 setting is never silently ignored.
@@ -22,15 +27,55 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 from twofold.errors import ConfigurationError
 
-__all__ = ["Settings"]
+__all__ = ["MIN_SECRET_LENGTH", "ApiKey", "Settings"]
 
 ProjectionMode = Literal["run", "off"]
 _SCOPES = frozenset({"commands", "queries", "admin"})
+MIN_SECRET_LENGTH = 16
+"""Characters an API key's secret needs at least (a 16-character random secret of
+letters and digits is about 95 bits); ``secrets.token_urlsafe(32)`` makes a good one."""
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ApiKey:
+    """One API key: the ``secret`` clients send, the ``name`` events record as their
+    actor (never anything derived from the secret), and the ``scopes`` it grants."""
+
+    name: str
+    secret: str = dataclasses.field(repr=False)
+    scopes: frozenset[str]
+
+    def __post_init__(self) -> None:
+        if not _KEY_NAME.fullmatch(self.name):
+            raise ConfigurationError(
+                f"API key name {self.name!r} must be 1 to 64 letters, digits or _.@-"
+            )
+        secret = self.secret
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigurationError(
+                f"API key {self.name!r}: its secret is {len(secret)} characters long, it needs "
+                f"at least {MIN_SECRET_LENGTH}; make one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'"
+            )
+        if not all("!" <= c <= "~" and c != "," for c in secret):
+            raise ConfigurationError(
+                f"API key {self.name!r}: its secret must be visible ASCII characters without "
+                "spaces or commas, as HTTP headers carry it"
+            )
+        scopes = frozenset(self.scopes)
+        if not scopes or not scopes <= _SCOPES:
+            raise ConfigurationError(
+                f"API key {self.name!r}: scopes {sorted(scopes)} must be some of "
+                f"{', '.join(sorted(_SCOPES))}"
+            )
+        object.__setattr__(self, "scopes", scopes)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,7 +84,7 @@ class Settings:
     read_store: str = "sqlite:///twofold-views.db"
     projections: ProjectionMode = "run"
     lag_threshold: float = 60.0
-    api_keys: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    api_keys: Sequence[ApiKey] = ()
     cache: str | None = None
     bus: str | None = None
     inline_projections: frozenset[str] = frozenset()
@@ -52,6 +97,7 @@ class Settings:
                 f"inline_projections must be a set of projection names (or {{'*'}}), not {names!r}"
             )
         object.__setattr__(self, "inline_projections", check_inline_names(names))
+        object.__setattr__(self, "api_keys", check_api_keys(self.api_keys))
         unimplemented = [
             f"TWOFOLD_{name.upper()} ({value!r})"
             for name, value in (("bus", self.bus), ("cache", self.cache))
@@ -103,21 +149,43 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def parse_api_keys(raw: str) -> dict[str, frozenset[str]]:
-    """``key1=commands+queries,key2=admin`` -> {key: scopes}."""
-    keys: dict[str, frozenset[str]] = {}
-    for item in raw.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, scopes_raw = item.partition("=")
+def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:
+    """``ops:secret1=admin,secret2=commands+queries`` -> the keys; an entry without a name
+    is named ``key-<n>``, n its place in the list (from 1)."""
+    keys: list[ApiKey] = []
+    entries = [item.strip() for item in raw.split(",") if item.strip()]
+    for place, item in enumerate(entries, 1):
+        named, sep, scopes_raw = item.rpartition("=")
         scopes = frozenset(s.strip() for s in scopes_raw.split("+") if s.strip())
-        if not sep or not key or not scopes or not scopes <= _SCOPES:
+        name, colon, secret = named.partition(":")
+        if not colon:
+            name, secret = f"key-{place}", named
+        if not sep or not secret or not scopes:
             raise ConfigurationError(
-                f"TWOFOLD_API_KEYS entry {item!r} must look like key=commands+queries, with "
-                f"scopes among {', '.join(sorted(_SCOPES))}"
+                f"TWOFOLD_API_KEYS entry {place} must look like name:secret=commands+queries "
+                f"(scopes among {', '.join(sorted(_SCOPES))})"
             )
-        keys[key.strip()] = scopes
+        try:
+            keys.append(ApiKey(name=name.strip(), secret=secret.strip(), scopes=scopes))
+        except ConfigurationError as error:
+            raise ConfigurationError(f"TWOFOLD_API_KEYS entry {place}: {error}") from None
+    return tuple(keys)
+
+
+def check_api_keys(keys: Iterable[ApiKey]) -> tuple[ApiKey, ...]:
+    """The keys, if every name and every secret is used once."""
+    keys = tuple(keys)
+    if not all(isinstance(key, ApiKey) for key in keys):
+        raise ConfigurationError("api_keys must be ApiKey(name=..., secret=..., scopes=...)")
+    names = [key.name for key in keys]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigurationError(
+            f"API key names must differ: {', '.join(twice)} is used twice (an entry without "
+            "a name is named key-<its place in the list>)"
+        )
+    if len({key.secret for key in keys}) < len(keys):
+        raise ConfigurationError("two API keys have the same secret; give each its own")
     return keys
 
 

@@ -5,7 +5,57 @@ from __future__ import annotations
 import pytest
 
 from twofold.errors import ConfigurationError
-from twofold.settings import Settings
+from twofold.settings import MIN_SECRET_LENGTH, ApiKey, Settings, parse_api_keys
+
+SECRET = "s" * MIN_SECRET_LENGTH
+
+
+def test_api_keys_carry_their_names_and_unnamed_ones_are_named_by_place() -> None:
+    keys = parse_api_keys(f"ops:{SECRET}1=admin, {SECRET}2=commands+queries ,{SECRET}3=queries")
+    assert [(k.name, k.secret, k.scopes) for k in keys] == [
+        ("ops", f"{SECRET}1", {"admin"}),
+        ("key-2", f"{SECRET}2", {"commands", "queries"}),
+        ("key-3", f"{SECRET}3", {"queries"}),
+    ]
+
+
+def test_a_secret_may_hold_equal_signs_as_base64_does() -> None:
+    (key,) = parse_api_keys(f"ci:{SECRET}+/==commands")
+    assert key.secret == f"{SECRET}+/=" and key.scopes == {"commands"}
+
+
+@pytest.mark.parametrize("secret", ["Q", "Qz7", "Qz7" * 5])
+def test_a_short_secret_is_refused_without_showing_it(secret: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"at least {MIN_SECRET_LENGTH}") as refused:
+        Settings.from_env({"TWOFOLD_API_KEYS": f"ops:{secret}=admin"})
+    assert secret not in str(refused.value)
+    assert "entry 1" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (f"ops:{SECRET}", "must look like name:secret=commands"),
+        (f"ops:{SECRET}=", "must look like name:secret=commands"),
+        (f"ops:{SECRET}=write", "must be some of admin, commands, queries"),
+        (f"o p:{SECRET}=admin", "1 to 64 letters"),
+        (f"ops:{SECRET}\u00e9=admin", "visible ASCII"),
+        (f"ops:{SECRET}1=admin,ops:{SECRET}2=queries", "ops is used twice"),
+        (f"{SECRET}1=admin,key-1:{SECRET}2=queries", "key-1 is used twice"),
+        (f"a:{SECRET}=admin,b:{SECRET}=queries", "the same secret"),
+    ],
+)
+def test_malformed_api_keys_are_refused_with_the_reason(raw: str, reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=reason) as refused:
+        Settings.from_env({"TWOFOLD_API_KEYS": raw})
+    assert SECRET not in str(refused.value)
+
+
+def test_api_keys_given_in_code_are_checked_too() -> None:
+    with pytest.raises(ConfigurationError, match="at least"):
+        ApiKey(name="ops", secret="short", scopes=frozenset({"admin"}))
+    with pytest.raises(ConfigurationError, match="ApiKey"):
+        Settings(api_keys={SECRET: frozenset({"admin"})})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def check_serving(settings: Settings, *, host: str, workers: int, allow_public: 
     if not settings.api_keys and not is_loopback(host) and not allow_public:
         problems.append(
             f"refusing to listen on {host} without API keys: anyone who reaches it could "
-            "record commands. Set TWOFOLD_API_KEYS (key=commands+queries,...), bind "
+            "record commands. Set TWOFOLD_API_KEYS (name:secret=commands+queries,...), bind "
             "127.0.0.1, or pass --allow-public if an open API is intended"
         )
     if workers < 1:

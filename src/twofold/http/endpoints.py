@@ -108,7 +108,7 @@ def _metadata(headers: dict[bytes, bytes], principal: Principal | None) -> Metad
         return None
     return Metadata(
         correlation_id=correlation.decode("latin-1")[:200] if correlation else None,
-        actor=principal.fingerprint if principal else None,
+        actor=principal.name if principal else None,
     )
 
 
