@@ -35,3 +35,25 @@ def test_public_api_is_explicit_and_complete() -> None:
     assert len(set(twofold.__all__)) == len(twofold.__all__)
     for name in twofold.__all__:
         assert hasattr(twofold, name), name
+
+
+def test_the_license_file_is_the_mit_license_pyproject_declares() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) 2026 the twofold authors\n")
+    assert "WITHOUT WARRANTY OF ANY KIND" in text
+
+
+def test_git_ignores_the_files_a_running_service_leaves() -> None:
+    left = ["twofold.db", "twofold.db-wal", "views.db.lock", "twofold-views.db.projections.lock"]
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", *left],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.stdout.split() == left, result.stderr
