@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,6 +40,21 @@ def pinned_clients(url: str, stack: ExitStack) -> dict[int, httpx.Client]:
             stack.callback(client.close)
             found[pid] = client
     return found
+
+
+def health_at(client: httpx.Client, position: int) -> dict[str, Any]:
+    """/health once it shows every projection at ``position`` or past it.
+
+    A worker learns of the others' commits a moment after they happen: poll until then,
+    with a deadline for a broken run, rather than expect it at once.
+    """
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        health: dict[str, Any] = client.get("/health").json()
+        if all(p["position"] >= position for p in health["projections"]):
+            return health
+        assert time.monotonic() < deadline, f"projections never reached {position}: {health}"
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -85,8 +101,8 @@ def test_both_workers_append_and_read_their_writes(two_workers: str) -> None:
             assert view["customer_name"] == "A" and view["total_amount"] == "5.00"
             assert {pid_a, pid_b} == set(clients)
 
-        health = ok(a.get("/health"))
-        assert health["head_position"] == 15
+        health = health_at(a, 15)
+        assert health["status"] == "UP" and health["head_position"] == 15
         assert all(p["position"] == 15 for p in health["projections"])
 
 

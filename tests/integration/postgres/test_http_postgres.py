@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.processes import environment, serving, twofold
 from tests.e2e.shop_client import created, ok, product, user
 from tests.e2e.test_applied_once import assert_each_event_applied_once
-from tests.e2e.test_workers import pinned_clients
+from tests.e2e.test_workers import health_at, pinned_clients
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -64,7 +64,7 @@ def test_two_server_workers_share_projections_and_read_their_writes(
         (_, a), (_, b) = clients.items()
         for n in range(4):
             shop_round(a, b, n)
-        health = ok(a.get("/health"))
+        health = health_at(a, 12)
         assert health["status"] == "UP" and health["head_position"] == 12
         assert all(p["position"] == 12 for p in health["projections"])
     # Nothing was written to SQLite files: the URLs alone moved the service.

@@ -216,7 +216,7 @@ async def quiet(store: PostgresEventStore) -> None:
     """Wait until the writer is idle, so the next append is sent at once by its caller (the
     path with ``_single._KNOWN``), not queued for the writer task."""
     writer = store._writer
-    for _ in range(200):
+    for _ in range(3000):  # 30 s at most: a guard against hanging, not a limit
         if not writer._busy and writer._direct.idle:
             return
         await asyncio.sleep(0.01)
@@ -433,9 +433,15 @@ async def test_a_connection_lost_while_idle_is_replaced_before_the_next_append(
     assert writer is not None
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
         await admin.execute("SELECT pg_terminate_backend(%s)", (writer.info.backend_pid,))
-    await asyncio.sleep(0.2)  # the loop has read the server's goodbye on the writer's socket
+    # Wait until the loop has read the server's goodbye on the writer's socket: the loss is
+    # known, and the next append reconnects.
+    for _ in range(3000):  # 30 s at most: a guard against hanging, not a limit
+        if not store._writer._direct.idle:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the writer never noticed its connection was gone")
     # Nothing was in flight, so nothing is in doubt: no append fails.
-    assert not store._writer._direct.idle  # the loss is known: the next append reconnects
     for n in range(3):
         await store.append(f"after-{n}", one(), expected_version=NO_STREAM)
         await quiet(store)
