@@ -9,6 +9,7 @@
 | TWOFOLD_INLINE_PROJECTIONS | (none)                       | names, or *: applied in the append|
 | TWOFOLD_API_KEYS           | (none)                       | name:secret=scope+scope,...      |
 | TWOFOLD_CACHE, TWOFOLD_BUS | (none)                       | not implemented yet: refused     |
+| TWOFOLD_LOG_FORMAT         | text                         | text, or json: one object a line |
 
 ``TWOFOLD_API_KEYS``: comma-separated entries ``name:secret=scope+scope``. The secret is
 what clients send (at least ``MIN_SECRET_LENGTH`` characters of visible ASCII, no comma);
@@ -32,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 from twofold.errors import ConfigurationError
+from twofold.logs import LogFormat
 
 __all__ = ["MIN_SECRET_LENGTH", "ApiKey", "Settings"]
 
@@ -89,6 +91,7 @@ class Settings:
     bus: str | None = None
     inline_projections: frozenset[str] = frozenset()
     """Projections applied in the append's transaction; ``{"*"}`` means all of them."""
+    log_format: LogFormat = "text"
 
     def __post_init__(self) -> None:
         names = self.inline_projections
@@ -145,6 +148,13 @@ class Settings:
             )
         if env.get("TWOFOLD_BUS"):
             values["bus"] = env["TWOFOLD_BUS"]
+        if "TWOFOLD_LOG_FORMAT" in env:
+            log_format = env["TWOFOLD_LOG_FORMAT"]
+            if log_format not in ("text", "json"):
+                raise ConfigurationError(
+                    f"TWOFOLD_LOG_FORMAT must be 'text' or 'json', not {log_format!r}"
+                )
+            values["log_format"] = log_format
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -91,3 +92,16 @@ def test_serve_refuses_a_bus_it_cannot_use_in_one_line(tmp_path: Path) -> None:
     assert process.returncode == 2
     assert output.count("\n") == 1 and output.startswith("twofold serve: TWOFOLD_BUS")
     assert not list(tmp_path.iterdir()), "a refused start creates no store"
+
+
+def test_serve_logs_json_lines_naming_the_request(tmp_path: Path) -> None:
+    env = environment(TWOFOLD_LOG_FORMAT="json")
+    with serving(["--access-log"], cwd=tmp_path, env=env) as (url, output):
+        answer = httpx.get(f"{url}/api/users/nobody", headers={"X-Request-Id": "trace-me-1"})
+        assert answer.headers["x-request-id"] == "trace-me-1"
+    lines = [line for line in output[0].splitlines() if line.startswith("{")]
+    parsed = [json.loads(line) for line in lines]
+    assert parsed and all({"time", "level", "logger", "message"} <= p.keys() for p in parsed)
+    mine = [p for p in parsed if p["request_id"] == "trace-me-1"]
+    assert mine and mine[0]["correlation_id"] == "trace-me-1", parsed
+    assert "/api/users/nobody" in mine[0]["message"]

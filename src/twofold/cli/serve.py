@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from twofold.errors import ConfigurationError
+from twofold.logs import log_config
 from twofold.settings import Settings
 
 __all__ = ["add_serve_command", "check_serving", "serve"]
@@ -118,6 +119,7 @@ def serve(args: argparse.Namespace) -> int:
         "http": "httptools",
         "lifespan": "on",
         "log_level": args.log_level,
+        "log_config": log_config(settings.log_format, args.log_level),
         "access_log": args.access_log,
         "server_header": False,
     }

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import logging.config
 import os
 import signal
 import sys
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from twofold.application.app import Service
 from twofold.cli import loop
 from twofold.errors import ConfigurationError
+from twofold.logs import log_config
 from twofold.settings import Settings
 
 if TYPE_CHECKING:
@@ -99,16 +101,14 @@ def load_service(spec: str) -> Service:
 
 
 def worker(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     spec: str = args.service or DEFAULT_SERVICE
     sys.path.insert(0, os.getcwd())
     try:
+        settings = Settings.from_env()
+        logging.config.dictConfig(log_config(settings.log_format, args.log_level))
         if args.retry_interval <= 0:
             raise ConfigurationError("--retry-interval must be above 0 seconds")
         service = load_service(spec)
-        settings = Settings.from_env()
         loop.run(
             run_worker(
                 service,
