@@ -55,7 +55,8 @@ async def open_event_store(url: str) -> tuple[EventStore, IdempotencyStore]:
         from twofold.adapters.memory.event_store import InMemoryEventStore
         from twofold.adapters.memory.idempotency import InMemoryIdempotencyStore
 
-        return InMemoryEventStore(), InMemoryIdempotencyStore()
+        memory = InMemoryEventStore()
+        return memory, InMemoryIdempotencyStore(memory)
     if scheme == "sqlite":
         from twofold.adapters.sqlite.event_store import SQLiteEventStore
         from twofold.adapters.sqlite.idempotency import SQLiteIdempotencyStore

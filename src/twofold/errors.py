@@ -7,6 +7,7 @@ Each error carries the facts as attributes and a message that says what to do::
     ├── EventStoreError
     │   ├── ConcurrencyError          expected_version did not match; reload and retry
     │   ├── DuplicateEventError       an event_id is stored already with other content
+    │   ├── IdempotencyKeyTakenError  another run of the command stored its key first
     │   └── StoreClosedError          the store was closed; make a new one
     ├── SerializationError            a type is unknown or its data does not fit
     ├── ValidationError               a message's fields are invalid (lists the fields)
@@ -42,6 +43,7 @@ __all__ = [
     "GenerationChangedError",
     "HandlerNotFoundError",
     "IdempotencyKeyReusedError",
+    "IdempotencyKeyTakenError",
     "ProjectionError",
     "ProjectionStoppedError",
     "QueryError",
@@ -89,6 +91,18 @@ class DuplicateEventError(EventStoreError):
         super().__init__(
             f"event {event_id} is stored already: {detail}; "
             "give each new event a fresh event_id, and retry only with the original events"
+        )
+
+
+class IdempotencyKeyTakenError(EventStoreError):
+    """The idempotency key of an append is stored already: another run of the same command
+    recorded its events and answer first, so this append stored nothing."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"idempotency key {key!r} is stored already by another run of the command, so "
+            "nothing was appended; answer with the answer stored for the key"
         )
 
 

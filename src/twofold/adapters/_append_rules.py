@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from datetime import timedelta
 
 from twofold.application.records import (
     AppendResult,
     ExpectedVersion,
+    IdempotencyRecord,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     StreamState,
 )
 from twofold.errors import ConcurrencyError, DuplicateEventError
 
 __all__ = [
+    "check_answer",
     "check_expected_version",
     "check_read_all",
     "check_read_stream",
@@ -28,6 +32,7 @@ __all__ = [
     "expected_label",
     "match_retry",
     "validate_append",
+    "validate_streams",
 ]
 
 
@@ -79,6 +84,66 @@ def validate_append(
                     "give each event its own id"
                 )
             seen.add(event.event_id)
+
+
+def validate_streams(
+    appends: Sequence[StreamAppend], idempotency: IdempotencyRecord | None
+) -> None:
+    """Refuse a malformed ``append_streams`` before it reaches storage."""
+    if isinstance(appends, StreamAppend | str | bytes) or not isinstance(appends, Sequence):
+        raise TypeError("appends must be a sequence (list or tuple) of StreamAppend")
+    if not appends:
+        raise ValueError(
+            "append_streams got no appends; pass at least one StreamAppend "
+            "(a command that changes nothing should not append)"
+        )
+    streams: set[str] = set()
+    ids: set[uuid.UUID] = set()
+    for index, append in enumerate(appends):
+        if not isinstance(append, StreamAppend):
+            raise TypeError(
+                f"appends[{index}] must be a StreamAppend, got {type(append).__name__}"
+            )
+        validate_append(append.stream_id, append.events, append.expected_version)
+        if append.stream_id in streams:
+            raise ValueError(
+                f"stream {append.stream_id!r} appears twice in one append_streams; "
+                "put all of its events in one StreamAppend"
+            )
+        streams.add(append.stream_id)
+        for event in append.events:
+            if event.event_id in ids:
+                raise ValueError(
+                    f"event_id {event.event_id} appears twice in one append_streams; "
+                    "give each event its own id"
+                )
+            ids.add(event.event_id)
+    if idempotency is not None:
+        _check_idempotency(idempotency)
+
+
+def _check_idempotency(record: object) -> None:
+    if not isinstance(record, IdempotencyRecord):
+        raise TypeError(
+            f"idempotency must be an IdempotencyRecord or None, got {type(record).__name__}"
+        )
+    if not isinstance(record.key, str) or not record.key:
+        raise ValueError(f"an idempotency key must be a non-empty str, got {record.key!r}")
+    if not isinstance(record.fingerprint, str) or not callable(record.answer):
+        raise TypeError("an IdempotencyRecord needs a str fingerprint and a callable answer")
+    if not isinstance(record.keep_for, timedelta) or record.keep_for <= timedelta(0):
+        raise ValueError(
+            f"IdempotencyRecord.keep_for must be a positive timedelta, got {record.keep_for!r}"
+        )
+
+
+def check_answer(answer: object) -> bytes:
+    """The encoded answer an IdempotencyRecord's ``answer`` returned, checked."""
+    if not isinstance(answer, bytes):
+        raise TypeError(
+            f"IdempotencyRecord.answer must return bytes, got {type(answer).__name__}"
+        )
+    return answer
 
 
 def _check_expected(expected_version: object) -> None:

@@ -6,14 +6,17 @@ Each port has a contract suite in ``twofold.testing`` that every adapter must pa
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import timedelta
 from typing import Protocol
 
 from twofold.application.records import (
     AppendResult,
     ExpectedVersion,
+    IdempotencyRecord,
     NewEvent,
     RecordedEvent,
     Snapshot,
+    StreamAppend,
     StreamData,
 )
 
@@ -26,7 +29,10 @@ class EventStore(Protocol):
     Promises (DESIGN section 2), on every backend:
 
     1. ``append`` writes all of its events or none; a wrong ``expected_version`` raises
-       ConcurrencyError naming the expected and the actual version.
+       ConcurrencyError naming the expected and the actual version. ``append_streams``
+       writes to several streams in one transaction, all or none, each stream checking its
+       own expected version, with an optional idempotency record stored in the same
+       transaction.
     2. Appending events whose ids are stored already in the same stream at the same versions
        returns the original result and stores nothing twice; the same ids with other content
        raise DuplicateEventError.
@@ -45,6 +51,23 @@ class EventStore(Protocol):
         *,
         expected_version: ExpectedVersion,
     ) -> AppendResult: ...
+
+    async def append_streams(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> tuple[AppendResult, ...]:
+        """Append to each stream of ``appends`` in one transaction: all of them or none.
+
+        Each stream (at most once per call) is checked against its own expected version;
+        the first that does not match raises ConcurrencyError and nothing is stored.
+        Positions follow the order of ``appends``. A retry (every part's first event id
+        stored already, at the same place and with the same content) returns the original
+        results. ``idempotency``, when given, is stored in the same transaction; if its key
+        is taken already, nothing is stored and IdempotencyKeyTakenError is raised.
+        """
+        ...
 
     async def read_stream(
         self, stream_id: str, *, from_version: int = 1, limit: int | None = None
@@ -91,7 +114,15 @@ class StreamDataReader(Protocol):
 
 
 class IdempotencyStore(Protocol):
-    """Remembers the first answer given to each idempotency key."""
+    """Remembers the first answer given to each idempotency key.
+
+    It reads the keys its event store writes with a command's events (``append_streams``
+    with an IdempotencyRecord); ``put`` stores the answer of a command that appended
+    nothing. A key is kept for ``keep_for``, then forgotten.
+    """
+
+    @property
+    def keep_for(self) -> timedelta: ...
 
     async def get(self, key: str) -> tuple[str, bytes] | None:
         """The (fingerprint, encoded result) stored for the key, or None."""

@@ -6,12 +6,14 @@ into domain events (upcasting older schema versions on the way).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import threading
 import time
 import uuid
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import msgspec
 
@@ -21,9 +23,11 @@ __all__ = [
     "STREAM_EXISTS",
     "AppendResult",
     "ExpectedVersion",
+    "IdempotencyRecord",
     "NewEvent",
     "RecordedEvent",
     "Snapshot",
+    "StreamAppend",
     "StreamData",
     "StreamState",
     "uuid7",
@@ -85,6 +89,31 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     position: int
     events: tuple[RecordedEvent, ...] = ()
+
+
+class StreamAppend(msgspec.Struct, frozen=True, kw_only=True):
+    """One stream's part of an ``append_streams`` call: its events and the version it expects."""
+
+    stream_id: str
+    events: tuple[NewEvent, ...]
+    expected_version: ExpectedVersion
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class IdempotencyRecord:
+    """An idempotency key stored with a command's events, in the append's own transaction.
+
+    So the key and its answer are stored if and only if the events are: a crash can never
+    leave events without the answer a retry needs. ``answer(results)`` encodes the answer
+    from the append's results; the store calls it inside the transaction (it must be quick
+    and must not do I/O). A key stored less than ``keep_for`` ago is taken: the append then
+    stores nothing and raises IdempotencyKeyTakenError; an older one is replaced.
+    """
+
+    key: str
+    fingerprint: str
+    answer: Callable[[tuple[AppendResult, ...]], bytes]
+    keep_for: timedelta
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):

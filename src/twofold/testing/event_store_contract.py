@@ -49,6 +49,7 @@ from twofold.application.records import (
     uuid7,
 )
 from twofold.errors import ConcurrencyError, DuplicateEventError, StoreClosedError
+from twofold.testing.append_streams_contract import AppendStreamsContract
 
 __all__ = ["EventStoreContract", "new_event", "read_everything"]
 
@@ -79,8 +80,12 @@ def _ids(events: Sequence[RecordedEvent | NewEvent]) -> list[uuid.UUID]:
 
 
 @pytest.mark.asyncio
-class EventStoreContract:
-    """The tests every EventStore backend must pass; see the module docstring."""
+class EventStoreContract(AppendStreamsContract):
+    """The tests every EventStore backend must pass; see the module docstring.
+
+    It includes ``AppendStreamsContract`` (atomic appends across streams, and idempotency
+    keys stored with them): override ``make_idempotency_store`` to run its key tests.
+    """
 
     live_timeout: float = 5.0
     """How long a live event may take to reach a subscriber; a guard against hanging."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from twofold.adapters.postgres import PostgresEventStore
-from twofold.application.ports import EventStore
+from twofold.adapters.postgres import PostgresEventStore, PostgresIdempotencyStore
+from twofold.application.ports import EventStore, IdempotencyStore
 from twofold.testing import EventStoreContract
 
 pytestmark = pytest.mark.postgres
@@ -20,6 +20,10 @@ class TestPostgresEventStore(EventStoreContract):
     async def make_store(self) -> EventStore:
         # A poll far above live_timeout: live events must arrive by notification.
         return await PostgresEventStore.open(self.url, schema=self.schema, poll_interval=60)
+
+    async def make_idempotency_store(self, store: EventStore) -> IdempotencyStore:
+        assert isinstance(store, PostgresEventStore)
+        return PostgresIdempotencyStore.of(store)
 
     async def reopen(self, store: EventStore) -> EventStore:
         await store.close()

@@ -13,15 +13,23 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime
 
 from twofold.adapters import _append_rules as rules
+from twofold.adapters.memory._keys import KeyTable
 from twofold.application.records import (
     AppendResult,
     ExpectedVersion,
+    IdempotencyRecord,
     NewEvent,
     RecordedEvent,
     Snapshot,
+    StreamAppend,
     StreamData,
 )
-from twofold.errors import DuplicateEventError, StoreClosedError
+from twofold.errors import (
+    DuplicateEventError,
+    EventStoreError,
+    IdempotencyKeyTakenError,
+    StoreClosedError,
+)
 
 __all__ = ["InMemoryEventStore"]
 
@@ -35,6 +43,7 @@ class InMemoryEventStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._by_id: dict[uuid.UUID, RecordedEvent] = {}
         self._snapshots: dict[str, Snapshot] = {}
+        self._keys = KeyTable()  # idempotency keys, shared with InMemoryIdempotencyStore
         self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
 
@@ -58,6 +67,60 @@ class InMemoryEventStore:
                 stream_id, events, expected_version, first, origin[first.stream_version - 1 :]
             )
         rules.check_expected_version(stream_id, expected_version, len(stream))
+        self._check_unseen(events)
+        result = self._record(stream_id, events, len(self._log))
+        self._commit((result,))
+        return result
+
+    async def append_streams(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> tuple[AppendResult, ...]:
+        rules.validate_streams(appends, idempotency)
+        self._check_open()
+        # No await below, as in append: the whole call is one step, all or none.
+        firsts = [self._by_id.get(append.events[0].event_id) for append in appends]
+        if all(first is not None for first in firsts):
+            # Every part stored already: a retry of this very call.
+            return tuple(
+                rules.match_retry(
+                    append.stream_id, append.events, append.expected_version, first,
+                    self._streams[first.stream_id][first.stream_version - 1 :],
+                )
+                for append, first in zip(appends, firsts, strict=True)
+                if first is not None
+            )
+        for append in appends:
+            rules.check_expected_version(
+                append.stream_id, append.expected_version,
+                len(self._streams.get(append.stream_id, ())),
+            )
+        for append in appends:
+            self._check_unseen(append.events)
+        if idempotency is not None:
+            seconds = idempotency.keep_for.total_seconds()
+            if self._keys.get(idempotency.key, seconds) is not None:
+                raise IdempotencyKeyTakenError(idempotency.key)
+        results: list[AppendResult] = []
+        position = len(self._log)
+        for append in appends:
+            results.append(self._record(append.stream_id, append.events, position))
+            position = results[-1].position
+        written = tuple(results)
+        if idempotency is not None:
+            try:
+                answer = rules.check_answer(idempotency.answer(written))
+            except Exception as exc:
+                raise EventStoreError(
+                    f"the idempotency record's answer failed ({exc!r}); nothing was appended"
+                ) from exc
+            self._keys.put(idempotency.key, idempotency.fingerprint, answer, seconds)
+        self._commit(written)
+        return written
+
+    def _check_unseen(self, events: Sequence[NewEvent]) -> None:
         for event in events:
             taken = self._by_id.get(event.event_id)
             if taken is not None:
@@ -65,13 +128,17 @@ class InMemoryEventStore:
                     str(event.event_id),
                     f"it is at version {taken.stream_version} of stream {taken.stream_id!r}",
                 )
+
+    def _record(self, stream_id: str, events: Sequence[NewEvent], head: int) -> AppendResult:
+        """The events as they will be stored after position ``head``; stores nothing."""
+        version = len(self._streams.get(stream_id, ()))
         now = datetime.now(UTC)
         recorded = tuple(
             RecordedEvent(
                 event_id=event.event_id,
                 stream_id=stream_id,
-                stream_version=len(stream) + offset,
-                position=len(self._log) + offset,
+                stream_version=version + offset,
+                position=head + offset,
                 type=event.type,
                 schema_version=event.schema_version,
                 data=event.data,
@@ -80,16 +147,19 @@ class InMemoryEventStore:
             )
             for offset, event in enumerate(events, start=1)
         )
-        self._log.extend(recorded)
-        self._streams.setdefault(stream_id, stream).extend(recorded)
-        for stored in recorded:
-            self._by_id[stored.event_id] = stored
-        self._wake()
         last = recorded[-1]
         return AppendResult(
             stream_id=stream_id, version=last.stream_version, position=last.position,
             events=recorded,
         )
+
+    def _commit(self, results: Sequence[AppendResult]) -> None:
+        for result in results:
+            self._log.extend(result.events)
+            self._streams.setdefault(result.stream_id, []).extend(result.events)
+            for stored in result.events:
+                self._by_id[stored.event_id] = stored
+        self._wake()
 
     async def read_stream(
         self, stream_id: str, *, from_version: int = 1, limit: int | None = None

@@ -13,7 +13,8 @@ A batch goes one of two ways:
 - **on the writer's thread**, with a synchronous connection (``_batch``): a batch with
   inline projections (their handlers are synchronous and run in the batch's transaction),
   and whatever the loop's lane hands over (a version mismatch, a conflict, an error), which
-  the thread settles. The thread answers a whole batch with a single
+  the thread settles; and appends to several streams as one unit, with or without an
+  idempotency key (``_units``). The thread answers a whole batch with a single
   ``call_soon_threadsafe``. Work that must not interleave with appends (attaching an inline
   projection, switching one to a rebuilt copy) also runs there, in turn, through ``run``.
 
@@ -50,7 +51,14 @@ from twofold.adapters.postgres._batch import (
 from twofold.adapters.postgres._direct import DirectLane
 from twofold.adapters.postgres._pool import connect_sync, is_connection_error
 from twofold.adapters.postgres._single import expected_code
-from twofold.application.records import AppendResult, ExpectedVersion, NewEvent
+from twofold.adapters.postgres._units import Unit, UnitWriter
+from twofold.application.records import (
+    AppendResult,
+    ExpectedVersion,
+    IdempotencyRecord,
+    NewEvent,
+    StreamAppend,
+)
 from twofold.errors import EventStoreError, StoreClosedError
 
 __all__ = ["BatchWriter"]
@@ -92,7 +100,7 @@ class BatchWriter:
         self._thread = _Thread(url, schema)
         # Replaced whole, never changed in place: the thread reads it once per batch.
         self._inline: dict[str, InlineApplier] = {}
-        self._pending: deque[Request | _Job] = deque()
+        self._pending: deque[Request | Unit | _Job] = deque()
         self._wake: asyncio.Future[None] | None = None  # resolved when work comes
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # wakes the writer for a NOTIFY
@@ -125,6 +133,16 @@ class BatchWriter:
             self._pending.append(request)
             self._soon = True
             loop.call_soon(self._send_soon)
+        return await future
+
+    async def append_streams(
+        self, appends: tuple[StreamAppend, ...], idempotency: IdempotencyRecord | None
+    ) -> tuple[AppendResult, ...]:
+        """Append to several streams as one unit, all or none (``_units``)."""
+        future: asyncio.Future[tuple[AppendResult, ...]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._enqueue(Unit(appends, idempotency, future))
         return await future
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
@@ -230,7 +248,7 @@ class BatchWriter:
             self._task = asyncio.create_task(self._run(), name="twofold-postgres-writer")
         self._wake_up()
 
-    def _enqueue(self, item: Request | _Job) -> None:
+    def _enqueue(self, item: Request | Unit | _Job) -> None:
         if self._closing:
             raise StoreClosedError()
         self._pending.append(item)
@@ -275,6 +293,9 @@ class BatchWriter:
             await self._thread.job(item)
             _set(item.future, item.outcome or (False, EventStoreError("job not run")))
             return
+        if isinstance(item, Unit):
+            await self._write_units()
+            return
         batch = self._take()
         try:
             last = await self._write(batch)
@@ -286,6 +307,50 @@ class BatchWriter:
         _settle(batch)
         if last:
             self._committed(last)
+
+    async def _write_units(self) -> None:
+        """Write the units at the head of the queue, in one transaction on the thread."""
+        units = self._take_units()
+        try:
+            last = await self._thread.write_units(units, self._inline)
+        except Exception as exc:
+            for unit in units:
+                unit.fail(lost(exc) if is_connection_error(exc) else exc)
+            last = 0
+        _settle(units)
+        for unit in units:
+            if unit.outcome is not None and unit.outcome[0]:
+                for result in unit.outcome[1]:
+                    self.saw(result.stream_id, result.version)
+        if last:
+            self._committed(last)
+
+    def _take_units(self) -> list[Unit]:
+        """The units at the head of the queue: up to the cap, each event id and each
+        idempotency key at most once (a second would only find it taken and roll back)."""
+        units: list[Unit] = []
+        ids: set[uuid.UUID] = set()
+        keys: set[str] = set()
+        count = 0
+        pending = self._pending
+        while pending:
+            unit = pending[0]
+            if not isinstance(unit, Unit):
+                break
+            if unit.future.done():  # its caller gave up before it was written
+                pending.popleft()
+                continue
+            mine = unit.event_ids
+            key = unit.idempotency.key if unit.idempotency is not None else None
+            if units and (count + unit.size > self._max_events or mine & ids or key in keys):
+                break
+            pending.popleft()
+            units.append(unit)
+            ids |= mine
+            if key is not None:
+                keys.add(key)
+            count += unit.size
+        return units
 
     def _notify_due(self) -> None:
         self._timer = None
@@ -299,7 +364,7 @@ class BatchWriter:
         pending = self._pending
         while pending:
             request = pending[0]
-            if isinstance(request, _Job):
+            if not isinstance(request, Request):
                 break
             if request.future.done():  # its caller gave up before it was written
                 pending.popleft()
@@ -375,15 +440,20 @@ class _Thread:
         self._finished: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._conn: Connection | None = None
         self._appender = Appender(schema, connection=self._connection, drop=self._drop)
+        self._units = UnitWriter(schema, connection=self._connection, drop=self._drop)
 
     async def write(self, batch: list[Request], inline: Mapping[str, InlineApplier]) -> int:
         """Write and settle ``batch`` on the thread; the last position committed."""
         return await self._do(lambda: self._write(batch, inline), batch)
 
+    async def write_units(self, units: list[Unit], inline: Mapping[str, InlineApplier]) -> int:
+        """Write and settle ``units`` on the thread; the last position committed."""
+        return await self._do(lambda: self._write_units(units, inline), units)
+
     async def job(self, job: _Job) -> None:
         await self._do(lambda: self._run_job(job), [])
 
-    async def _do(self, work: Callable[[], int], requests: list[Request]) -> int:
+    async def _do(self, work: Callable[[], int], requests: Sequence[Request | Unit]) -> int:
         """Run ``work`` on the thread, then settle ``requests`` on the loop; its result."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[int] = loop.create_future()
@@ -423,6 +493,14 @@ class _Thread:
                 request.fail(lost(exc) if is_connection_error(exc) else exc)
             return 0
 
+    def _write_units(self, units: list[Unit], inline: Mapping[str, InlineApplier]) -> int:
+        try:
+            return self._units.write(units, inline)
+        except BaseException as exc:
+            for unit in units:
+                unit.fail(lost(exc) if is_connection_error(exc) else exc)
+            return 0
+
     def _run_job(self, job: _Job) -> int:
         try:
             outcome: tuple[bool, Any] = (True, job.fn(self._connection()))
@@ -448,7 +526,9 @@ class _Thread:
                 conn.close()
 
 
-def _answer(requests: list[Request], result: int, done: asyncio.Future[int]) -> Callable[[], None]:
+def _answer(
+    requests: Sequence[Request | Unit], result: int, done: asyncio.Future[int]
+) -> Callable[[], None]:
     def answer() -> None:
         _settle(requests)
         if not done.done():
@@ -457,7 +537,7 @@ def _answer(requests: list[Request], result: int, done: asyncio.Future[int]) -> 
     return answer
 
 
-def _settle(requests: list[Request]) -> None:
+def _settle(requests: Sequence[Request | Unit]) -> None:
     # On the event loop. A future may be done already: its awaiting task was cancelled.
     for request in requests:
         _set(request.future, request.outcome or (False, EventStoreError("append not settled")))

@@ -24,15 +24,22 @@ from twofold.adapters import _append_rules as rules
 from twofold.adapters.postgres._horizon import VisibilityHorizon
 from twofold.adapters.postgres._listener import Listener, Signal
 from twofold.adapters.postgres._pool import ConnectionPool, connect
-from twofold.adapters.postgres._rows import EVENT_COLUMNS, check_texts, recorded_event
+from twofold.adapters.postgres._rows import (
+    EVENT_COLUMNS,
+    check_text,
+    check_texts,
+    recorded_event,
+)
 from twofold.adapters.postgres._writer import BatchWriter
 from twofold.adapters.postgres.migrations import migrate
 from twofold.application.records import (
     AppendResult,
     ExpectedVersion,
+    IdempotencyRecord,
     NewEvent,
     RecordedEvent,
     Snapshot,
+    StreamAppend,
 )
 from twofold.errors import ConfigurationError, StoreClosedError
 
@@ -189,6 +196,22 @@ class PostgresEventStore:
         check_texts(stream_id, events)
         self._check_open()
         return await self._writer.append(stream_id, tuple(events), expected_version)
+
+    async def append_streams(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> tuple[AppendResult, ...]:
+        """Append to several streams in one transaction, all or none; the idempotency
+        record's key goes into ``idempotency_keys`` in that transaction (``_units``)."""
+        rules.validate_streams(appends, idempotency)
+        for append in appends:
+            check_texts(append.stream_id, append.events)
+        if idempotency is not None:
+            check_text("the idempotency key", idempotency.key)
+        self._check_open()
+        return await self._writer.append_streams(tuple(appends), idempotency)
 
     async def read_stream(
         self, stream_id: str, *, from_version: int = 1, limit: int | None = None

@@ -94,6 +94,10 @@ class PostgresIdempotencyStore:
                 await conn.close()
         return cls(ConnectionPool(url, size=pool_size), schema, owns_pool=True, keep_for=keep_for)
 
+    @property
+    def keep_for(self) -> timedelta:
+        return self._keep_for
+
     async def get(self, key: str) -> tuple[str, bytes] | None:
         _check_key(key)
         async with self._pool.connection() as conn:

@@ -20,16 +20,25 @@ from datetime import timedelta
 from typing import Any
 
 from twofold.adapters import _append_rules as rules
-from twofold.adapters.sqlite._queries import COLUMNS, EPOCH, read_stream, to_event
+from twofold.adapters.sqlite._queries import (
+    COLUMNS,
+    EPOCH,
+    idempotency_get,
+    idempotency_put,
+    read_stream,
+    to_event,
+)
 from twofold.application.records import (
     AppendResult,
     ExpectedVersion,
+    IdempotencyRecord,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
 )
-from twofold.errors import DuplicateEventError
+from twofold.errors import DuplicateEventError, EventStoreError, IdempotencyKeyTakenError
 
-__all__ = ["AppendOp", "Batch"]
+__all__ = ["AppendOp", "AppendStreamsOp", "Batch"]
 
 _WIDTH = 9  # columns per events row
 
@@ -93,7 +102,12 @@ class Batch:
         self._versions: dict[str, int] = {}
         self._stored_ids: set[bytes] = set()  # of this batch's ids, those already in the file
         self._head = 0
-        appends = [op for op in ops if isinstance(op, AppendOp)]
+        appends = [
+            part
+            for op in ops
+            if isinstance(op, AppendOp | AppendStreamsOp)
+            for part in (op.parts if isinstance(op, AppendStreamsOp) else (op,))
+        ]
         if appends:
             self._prefetch(conn, appends)
 
@@ -157,6 +171,18 @@ class Batch:
     def version(self, stream_id: str) -> int:
         return self._versions[stream_id]
 
+    def mark(self) -> tuple[int, int, bool]:
+        """Where staging stands, for ``unstage``."""
+        return len(self._staged), self._head, self.appended
+
+    def unstage(self, mark: tuple[int, int, bool], ops: Sequence[AppendOp]) -> None:
+        """Forget what ``ops`` staged since ``mark`` (they were the last to stage)."""
+        staged, self._head, self.appended = mark
+        del self._staged[staged:]
+        for op in ops:
+            self._staged_ids.difference_update(op.ids)
+            self._versions[op.stream_id] -= len(op.events)
+
 
 class AppendOp:
     """One append, run by the writer inside its batch transaction."""
@@ -177,16 +203,16 @@ class AppendOp:
             # An id is stored already: a retry of an earlier append, or a duplicate. The
             # file answers that, so it must first hold what this batch staged.
             batch.flush(conn)
-            retried = self._retried(conn)
+            retried = self.retried(conn)
             if retried is not None:
                 return retried
             # Same precedence as every backend: a stale version first, then the duplicate.
             rules.check_expected_version(self.stream_id, self.expected, actual)
-            self._raise_duplicate(conn)
+            self.raise_duplicate(conn)
         rules.check_expected_version(self.stream_id, self.expected, actual)
         return batch.stage(self, actual)
 
-    def _retried(self, conn: sqlite3.Connection) -> AppendResult | None:
+    def retried(self, conn: sqlite3.Connection) -> AppendResult | None:
         """The original result if this append was stored before, else None."""
         row = conn.execute(
             f"SELECT {COLUMNS} FROM events WHERE event_id = ?", (self.ids[0],)
@@ -197,7 +223,7 @@ class AppendOp:
         stored = read_stream(conn, first.stream_id, first.stream_version, len(self.events))
         return rules.match_retry(self.stream_id, self.events, self.expected, first, stored)
 
-    def _raise_duplicate(self, conn: sqlite3.Connection) -> None:
+    def raise_duplicate(self, conn: sqlite3.Connection) -> None:
         per_statement = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
         for chunk in _chunks(self.ids, per_statement):
             row = conn.execute(
@@ -211,3 +237,58 @@ class AppendOp:
                     f"it is at version {row[2]} of stream {row[1]!r}",
                 )
         raise AssertionError("an event id was seen in this batch but is not in the file")
+
+
+class AppendStreamsOp:
+    """Appends to several streams, and an idempotency key, as one job: all or none.
+
+    Every check runs before anything is staged; the key's row is written in the batch's
+    transaction, so it commits with the events or not at all.
+    """
+
+    __slots__ = ("idempotency", "parts")
+
+    def __init__(
+        self, appends: Sequence[StreamAppend], idempotency: IdempotencyRecord | None
+    ) -> None:
+        self.parts = [
+            AppendOp(append.stream_id, append.events, append.expected_version)
+            for append in appends
+        ]
+        self.idempotency = idempotency
+
+    def __call__(self, conn: sqlite3.Connection, batch: Batch) -> tuple[AppendResult, ...]:
+        parts = self.parts
+        if any(batch.seen(event_id) for part in parts for event_id in part.ids):
+            batch.flush(conn)
+            retried = [part.retried(conn) for part in parts]
+            if all(result is not None for result in retried):
+                return tuple(result for result in retried if result is not None)
+            for part in parts:
+                rules.check_expected_version(
+                    part.stream_id, part.expected, batch.version(part.stream_id)
+                )
+            for part in parts:
+                if any(batch.seen(event_id) for event_id in part.ids):
+                    part.raise_duplicate(conn)
+        for part in parts:
+            rules.check_expected_version(
+                part.stream_id, part.expected, batch.version(part.stream_id)
+            )
+        record = self.idempotency
+        if record is None:
+            return tuple(batch.stage(part, batch.version(part.stream_id)) for part in parts)
+        keep_us = record.keep_for // timedelta(microseconds=1)
+        if idempotency_get(conn, record.key, batch.now_us - keep_us) is not None:
+            raise IdempotencyKeyTakenError(record.key)
+        mark = batch.mark()
+        results = tuple(batch.stage(part, batch.version(part.stream_id)) for part in parts)
+        try:
+            answer = rules.check_answer(record.answer(results))
+        except Exception as exc:
+            batch.unstage(mark, parts)
+            raise EventStoreError(
+                f"the idempotency record's answer failed ({exc!r}); nothing was appended"
+            ) from exc
+        idempotency_put(conn, batch, record.key, record.fingerprint, answer, keep_us, False)
+        return results

@@ -32,15 +32,17 @@ from typing import Any, Literal, Self, TypeVar
 
 from twofold.adapters import _append_rules as rules
 from twofold.adapters.sqlite import _queries as sql
-from twofold.adapters.sqlite._append import AppendOp, Batch
+from twofold.adapters.sqlite._append import AppendOp, AppendStreamsOp, Batch
 from twofold.adapters.sqlite._worker import Notifier, Reader, Writer
 from twofold.adapters.sqlite.schema import Synchronous, connect_reader, connect_writer
 from twofold.application.records import (
     AppendResult,
     ExpectedVersion,
+    IdempotencyRecord,
     NewEvent,
     RecordedEvent,
     Snapshot,
+    StreamAppend,
     StreamData,
 )
 from twofold.errors import ConfigurationError, StoreClosedError
@@ -208,6 +210,20 @@ class SQLiteEventStore:
         """
         rules.validate_append(stream_id, events, expected_version)
         return await self._write(AppendOp(stream_id, events, expected_version))
+
+    async def append_streams(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> tuple[AppendResult, ...]:
+        """Append to several streams atomically; see the EventStore port for the promises.
+
+        One job of the writer's batch: its checks pass or fail together, and the
+        idempotency key's row is written in the same transaction as the events.
+        """
+        rules.validate_streams(appends, idempotency)
+        return await self._write(AppendStreamsOp(appends, idempotency))
 
     async def read_stream(
         self, stream_id: str, *, from_version: int = 1, limit: int | None = None

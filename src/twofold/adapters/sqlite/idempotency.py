@@ -28,6 +28,10 @@ __all__ = ["SQLiteIdempotencyStore"]
 class SQLiteIdempotencyStore:
     """The IdempotencyStore port on an open SQLiteEventStore's file.
 
+    The store writes a command's key with its events, in the same transaction
+    (``append_streams``); this reads them, and stores the answers of commands that
+    appended nothing.
+
     ``SQLiteIdempotencyStore(store)`` is usable while ``store`` is open and needs no opening
     or closing of its own: a second writer on the file would contend with the store's for
     SQLite's lock, while sharing puts each ``put`` in the appends' group commit. ``put``
@@ -44,8 +48,13 @@ class SQLiteIdempotencyStore:
                 f"pass SQLiteIdempotencyStore(store), not a {type(store).__name__}"
             )
         self._store = store
-        self._keep_us = check_keep_for(keep_for) // timedelta(microseconds=1)
+        self._keep_for = check_keep_for(keep_for)
+        self._keep_us = keep_for // timedelta(microseconds=1)
         self._puts = 0
+
+    @property
+    def keep_for(self) -> timedelta:
+        return self._keep_for
 
     async def get(self, key: str) -> tuple[str, bytes] | None:
         check_key(key)
