@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import msgspec
 
-from twofold.application.records import AppendResult, RecordedEvent
+from twofold.application.records import AppendResult, IdempotencyRecord, RecordedEvent
 from twofold.application.repository import Repository
+from twofold.codec import encode_json
 from twofold.domain.aggregate import Aggregate
 from twofold.domain.messages import Command, Metadata
 from twofold.errors import ConcurrencyError, ConfigurationError, HandlerNotFoundError
@@ -34,6 +36,7 @@ __all__ = [
     "CommandEnvelope",
     "CommandHandler",
     "CommandResult",
+    "IdempotencyClaim",
     "Middleware",
     "Next",
 ]
@@ -57,6 +60,20 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @dataclasses.dataclass(slots=True)
+class IdempotencyClaim:
+    """An idempotency key to store with the command's events, in the append's transaction.
+
+    Set on the envelope by the idempotency middleware; the commit sets ``stored`` once the
+    key went in with the events (a command that records nothing stores no key there).
+    """
+
+    key: str
+    fingerprint: str
+    keep_for: timedelta
+    stored: bool = False
+
+
+@dataclasses.dataclass(slots=True)
 class CommandEnvelope:
     """A command on its way through the middleware, with what travels beside it."""
 
@@ -65,6 +82,7 @@ class CommandEnvelope:
     idempotency_key: str | None = None
     expected_version: int | None = None
     """The version the client saw (If-Match); loading an aggregate at another version fails."""
+    idempotency: IdempotencyClaim | None = None
 
 
 Next = Callable[[CommandEnvelope], Awaitable[CommandResult]]
@@ -106,27 +124,47 @@ class CommandContext:
         return await self.repository.exists(cls, id)
 
     async def commit(self) -> CommandResult:
-        """Save every touched aggregate that recorded events; describe the last one."""
+        """Save what every touched aggregate recorded, in one atomic append across their
+        streams (with the idempotency key, if any); describe the last one that recorded."""
         if not self._touched:
             raise ConfigurationError(
                 f"the handler of {type(self.envelope.command).__name__} neither loaded nor "
                 "created an aggregate; call ctx.load or ctx.create"
             )
-        result: AppendResult | None = None
-        last = self._touched[-1]
-        events: list[RecordedEvent] = []
-        for aggregate in self._touched:
-            saved = await self.repository.save(aggregate, self.envelope.metadata)
-            if saved is not None:
-                result, last = saved, aggregate
-                events.extend(saved.events)
-        return CommandResult(
-            aggregate_id=last.id,
-            stream_id=last.stream_id,
-            version=last.version,
-            position=result.position if result is not None else 0,
-            events=tuple(events),
-        )
+        saving = [aggregate for aggregate in self._touched if aggregate.pending_events]
+        if not saving:
+            last = self._touched[-1]
+            return CommandResult(
+                aggregate_id=last.id,
+                stream_id=last.stream_id,
+                version=last.version,
+                position=0,
+            )
+        aggregate_id = saving[-1].id
+
+        def describe(results: tuple[AppendResult, ...]) -> CommandResult:
+            events: list[RecordedEvent] = [e for result in results for e in result.events]
+            return CommandResult(
+                aggregate_id=aggregate_id,
+                stream_id=results[-1].stream_id,
+                version=results[-1].version,
+                position=max(event.position for event in events),
+                events=tuple(events),
+            )
+
+        claim = self.envelope.idempotency
+        record = None
+        if claim is not None:
+            record = IdempotencyRecord(
+                key=claim.key,
+                fingerprint=claim.fingerprint,
+                answer=lambda results: encode_json(describe(results)),
+                keep_for=claim.keep_for,
+            )
+        results = await self.repository.save_all(saving, self.envelope.metadata, idempotency=record)
+        if claim is not None:
+            claim.stored = True
+        return describe(results)
 
 
 class CommandBus:

@@ -12,13 +12,21 @@ from collections.abc import Sequence
 
 import msgspec
 
-from twofold.application.commands import CommandEnvelope, CommandResult, Middleware, Next
+from twofold.application.commands import (
+    CommandEnvelope,
+    CommandResult,
+    IdempotencyClaim,
+    Middleware,
+    Next,
+)
 from twofold.application.ports import IdempotencyStore
 from twofold.codec import encode_json
 from twofold.errors import (
     CommandError,
     ConcurrencyError,
+    ConfigurationError,
     IdempotencyKeyReusedError,
+    IdempotencyKeyTakenError,
     ValidationError,
 )
 
@@ -37,8 +45,11 @@ class IdempotencyMiddleware:
     """The same key returns the first result and records nothing new.
 
     The key is bound to a fingerprint of the command (its type and fields); the same key
-    with a different command raises IdempotencyKeyReusedError. Commands refused with an
-    error store nothing under the key, so a corrected retry may use it again.
+    with a different command raises IdempotencyKeyReusedError. The key and its answer are
+    stored with the command's events, in the append's own transaction, so a crash never
+    keeps events without the answer a retry needs (a command that records nothing stores
+    its answer after it ran). Commands refused with an error store nothing under the key,
+    so a corrected retry may use it again.
     """
 
     def __init__(self, store: IdempotencyStore) -> None:
@@ -52,28 +63,41 @@ class IdempotencyMiddleware:
         if not key or len(key) > 255:
             raise ValidationError({"idempotency_key": "must be 1 to 255 characters"})
         fingerprint = self.fingerprint(envelope)
+        scoped = key
         # One run per key at a time in this process; across processes the store decides.
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        lock = self._locks.setdefault(scoped, asyncio.Lock())
         try:
             async with lock:
-                stored = await self.store.get(key)
+                stored = await self.store.get(scoped)
                 if stored is not None:
                     return self._replay(key, fingerprint, stored)
+                claim = IdempotencyClaim(scoped, fingerprint, self.store.keep_for)
+                envelope.idempotency = claim
                 try:
                     result = await call_next(envelope)
-                except (CommandError, ConcurrencyError):
+                except (CommandError, ConcurrencyError, IdempotencyKeyTakenError) as exc:
                     # Another process may have run the same command first.
-                    stored = await self.store.get(key)
+                    stored = await self.store.get(scoped)
                     if stored is not None:
                         return self._replay(key, fingerprint, stored)
+                    if isinstance(exc, IdempotencyKeyTakenError):
+                        raise ConfigurationError(
+                            "the event store keeps idempotency keys that the idempotency "
+                            "store does not see; build the idempotency store on the event "
+                            "store (e.g. SQLiteIdempotencyStore(store))"
+                        ) from exc
                     raise
-                kept = await self.store.put(key, fingerprint, encode_json(result))
+                finally:
+                    envelope.idempotency = None
+                if claim.stored:
+                    return result  # the key went in with the events
+                kept = await self.store.put(scoped, fingerprint, encode_json(result))
                 if kept[0] != fingerprint or kept[1] != encode_json(result):
                     return self._replay(key, fingerprint, kept)
                 return result
         finally:
-            if not lock.locked() and self._locks.get(key) is lock:
-                del self._locks[key]
+            if not lock.locked() and self._locks.get(scoped) is lock:
+                del self._locks[scoped]
 
     @staticmethod
     def fingerprint(envelope: CommandEnvelope) -> str:

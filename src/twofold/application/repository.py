@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from twofold.application.ports import EventStore
@@ -11,7 +11,9 @@ from twofold.application.records import (
     NO_STREAM,
     AppendResult,
     ExpectedVersion,
+    IdempotencyRecord,
     Snapshot,
+    StreamAppend,
     StreamData,
 )
 from twofold.codec import Codec, decode_json, encode_json
@@ -126,13 +128,66 @@ class Repository:
             if expected_version is NO_STREAM or expected_version == 0:
                 raise AggregateExistsError(type(aggregate).__name__, aggregate.id) from None
             raise
+        await self._saved(aggregate, result)
+        return result
+
+    async def save_all(
+        self,
+        aggregates: Sequence[Aggregate],
+        metadata: Metadata | None = None,
+        *,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> tuple[AppendResult, ...]:
+        """Append the pending events of every aggregate in one transaction: all or none.
+
+        Each aggregate's stream is checked against the version it was loaded at; a
+        concurrent writer to any of them makes this raise ConcurrencyError (or
+        AggregateExistsError for one being created) and nothing is stored. The results
+        follow the order of ``aggregates`` that recorded events; () when none did (then
+        ``idempotency`` is not stored either). ``idempotency`` is stored with the events.
+        """
+        saving = [aggregate for aggregate in aggregates if aggregate.pending_events]
+        if not saving:
+            return ()
+        if len(saving) == 1 and idempotency is None:
+            # One stream: the store's single append, its fastest path.
+            result = await self.save(saving[0], metadata)
+            assert result is not None
+            return (result,)
+        encoded_metadata = self.codec.encode_metadata(metadata)
+        appends: list[StreamAppend] = []
+        for aggregate in saving:
+            self._register(type(aggregate))
+            appends.append(
+                StreamAppend(
+                    stream_id=aggregate.stream_id,
+                    events=tuple(
+                        self.codec.new_event(event, encoded_metadata)
+                        for event in aggregate.pending_events
+                    ),
+                    expected_version=aggregate.version if aggregate.version else NO_STREAM,
+                )
+            )
+        try:
+            results = await self.store.append_streams(appends, idempotency=idempotency)
+        except ConcurrencyError as exc:
+            created = next(
+                (a for a in saving if a.stream_id == exc.stream_id and not a.version), None
+            )
+            if created is not None:
+                raise AggregateExistsError(type(created).__name__, created.id) from None
+            raise
+        for aggregate, result in zip(saving, results, strict=True):
+            await self._saved(aggregate, result)
+        return results
+
+    async def _saved(self, aggregate: Aggregate, result: AppendResult) -> None:
         before = aggregate.version
         aggregate.mark_saved(result.version)
         self._knows(result.stream_id)
         every = type(aggregate).snapshot_every
         if every and result.version // every > before // every:
             await self._snapshot(aggregate)
-        return result
 
     async def _snapshot(self, aggregate: Aggregate) -> None:
         cls = type(aggregate)

@@ -1,0 +1,51 @@
+"""On PostgreSQL: a command that changes two aggregates appends all or nothing, and an
+idempotency key is stored with the events, so a retry after a crash gets its answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from tests.integration.atomic_commands import (
+    SCENARIOS,
+    retry_after_the_crash_gets_the_first_answer,
+)
+from tests.integration.test_atomic_commands import run_until_killed
+from twofold.adapters.postgres import PostgresEventStore, PostgresIdempotencyStore
+from twofold.application.ports import EventStore, IdempotencyStore
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda scenario: scenario.__name__)
+async def test_commands_changing_two_aggregates(
+    store: PostgresEventStore,
+    scenario: Callable[[EventStore, IdempotencyStore], Awaitable[None]],
+) -> None:
+    await scenario(store, PostgresIdempotencyStore.of(store))
+
+
+CHILD = r"""
+import asyncio, sys
+from tests.integration.atomic_commands import dies_after_commit, open_with_key_then_die
+from twofold.adapters.postgres import PostgresEventStore, PostgresIdempotencyStore
+
+async def main(url, schema):
+    store = await dies_after_commit(PostgresEventStore).open(url, schema=schema)
+    await open_with_key_then_die(store, PostgresIdempotencyStore.of(store))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_retry_after_a_crash_right_after_the_commit_gets_the_first_answer(
+    postgres_url: str, pg_schema: str
+) -> None:
+    await asyncio.to_thread(run_until_killed, CHILD, postgres_url, pg_schema)
+    store = await PostgresEventStore.open(postgres_url, schema=pg_schema)
+    try:
+        await retry_after_the_crash_gets_the_first_answer(store, PostgresIdempotencyStore.of(store))
+    finally:
+        await store.close()
