@@ -89,9 +89,20 @@ async def test_command_to_missing_aggregate_is_not_found(app: App) -> None:
 
 async def test_command_that_touches_nothing_records_nothing(app: App) -> None:
     await app.dispatch(OpenAccount(account_id="a1", owner="ann"))
-    result = await app.dispatch(Touch(account_id="a1"))
-    assert result.position == 0 and result.version == 1 and result.events == ()
+    await app.dispatch(Touch(account_id="a1"))
     assert await app.event_store.head_position() == 1
+
+
+async def test_command_that_changes_nothing_answers_its_aggregates_version_and_position(
+    app: App,
+) -> None:
+    await app.dispatch(OpenAccount(account_id="a1", owner="ann"))
+    deposited = await app.dispatch(Deposit(account_id="a1", amount=Decimal(3)))
+    await app.dispatch(OpenAccount(account_id="a2", owner="bob"))  # the head moves on
+    result = await app.dispatch(Touch(account_id="a1"))
+    assert (result.version, result.position, result.events) == (2, deposited.position, ())
+    balance = await app.ask(GetBalance(account_id="a1"), min_position=result.position)
+    assert balance == Decimal(3)
 
 
 async def test_idempotency_key_returns_first_result_and_records_nothing(app: App) -> None:

@@ -47,8 +47,9 @@ C = TypeVar("C", bound=Command)
 
 class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
     """What a command did: the aggregate it touched, its new version, and the position of
-    the last event written (0 when it recorded nothing). Wait for ``position`` on the read
-    side to read your own write."""
+    the last event written. A command that recorded nothing answers its aggregate's current
+    version and the position of its last event (0 when it has none). Wait for ``position``
+    on the read side to read your own write."""
 
     aggregate_id: str
     stream_id: str
@@ -138,7 +139,7 @@ class CommandContext:
                 aggregate_id=last.id,
                 stream_id=last.stream_id,
                 version=last.version,
-                position=0,
+                position=await self.repository.position_of(last),
             )
         aggregate_id = saving[-1].id
 

@@ -181,6 +181,15 @@ class Repository:
             await self._saved(aggregate, result)
         return results
 
+    async def position_of(self, aggregate: Aggregate) -> int:
+        """The global position of the aggregate's last stored event; 0 when it has none."""
+        if not aggregate.version:
+            return 0
+        last = await self.store.read_stream(
+            aggregate.stream_id, from_version=aggregate.version, limit=1
+        )
+        return last[0].position if last else 0
+
     async def _saved(self, aggregate: Aggregate, result: AppendResult) -> None:
         before = aggregate.version
         aggregate.mark_saved(result.version)
