@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-import httpx
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
+import pytest
+
+from tests.e2e.conftest import running, shop_settings
 from tests.e2e.shop_client import created, fields, head, ok, problem, shop, user
+from twofold.examples.shop.http import api
+from twofold.settings import parse_api_keys
 
 NEW_USER = {"email": "ann@example.com", "name": "Ann"}
 
@@ -42,6 +49,52 @@ def test_a_refused_command_leaves_its_key_free(client: httpx.Client) -> None:
     key = {"Idempotency-Key": "retry-me"}
     problem(client.post("/api/users", json={"email": "bad", "name": "Ann"}, headers=key), 422)
     created(client.post("/api/users", json=NEW_USER, headers=key))
+
+
+def test_the_same_key_on_another_route_runs_that_routes_command(client: httpx.Client) -> None:
+    key = {"Idempotency-Key": "k"}
+    created(client.post("/api/users", json=NEW_USER, headers=key))
+    added = client.post("/api/products", json={"name": "Pen", "price": "1.50"}, headers=key)
+    created(added)
+    assert "idempotent-replayed" not in added.headers
+    assert head(client) == 2
+
+
+ANN_KEY = "ann-secret-0123456789abcdef"
+BOB_KEY = "bob-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def two_callers(tmp_path: Path) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    keys = parse_api_keys(f"{ANN_KEY}=commands+queries,{BOB_KEY}=commands+queries")
+    with (
+        running(api.asgi(shop_settings(tmp_path, api_keys=keys))) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ANN_KEY}"}) as ann,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {BOB_KEY}"}) as bob,
+    ):
+        yield ann, bob
+
+
+def test_another_caller_sending_the_same_key_and_body_runs_their_own_command(
+    two_callers: tuple[httpx.Client, httpx.Client],
+) -> None:
+    ann, bob = two_callers
+    key = {"Idempotency-Key": "create-1"}
+    first = ann.post("/api/users", json=NEW_USER, headers=key)
+    theirs = bob.post("/api/users", json=NEW_USER, headers=key)
+    assert "idempotent-replayed" not in theirs.headers
+    assert created(theirs)["id"] != created(first)["id"]
+    assert theirs.headers["location"] != first.headers["location"]
+    # Each caller's repeat gets their own first answer back.
+    again = bob.post("/api/users", json=NEW_USER, headers=key)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert created(again) == created(theirs)
+    assert created(ann.post("/api/users", json=NEW_USER, headers=key)) == created(first)
+    for answer in (first, theirs):
+        user_id = created(answer)["id"]
+        position = created(answer)["position"]
+        view = ok(ann.get(f"/api/users/{user_id}", params={"min_position": position}))
+        assert view["name"] == NEW_USER["name"]
 
 
 def test_if_match_with_the_current_version_succeeds(client: httpx.Client) -> None:

@@ -44,12 +44,15 @@ async def validate(envelope: CommandEnvelope, call_next: Next) -> CommandResult:
 class IdempotencyMiddleware:
     """The same key returns the first result and records nothing new.
 
-    The key is bound to a fingerprint of the command (its type and fields); the same key
-    with a different command raises IdempotencyKeyReusedError. The key and its answer are
-    stored with the command's events, in the append's own transaction, so a crash never
-    keeps events without the answer a retry needs (a command that records nothing stores
-    its answer after it ran). Commands refused with an error store nothing under the key,
-    so a corrected retry may use it again.
+    Keys are scoped per caller (``metadata.actor``; over HTTP, the API key; none is
+    "anonymous") and per command type, as Stripe scopes them per account: another caller's
+    key never returns someone else's answer. Within its scope, the key is bound to a
+    fingerprint of the command (its type and fields); the same key with a different command
+    raises IdempotencyKeyReusedError. The key and its answer are stored with the command's
+    events, in the append's own transaction, so a crash never keeps events without the
+    answer a retry needs (a command that records nothing stores its answer after it ran).
+    Commands refused with an error store nothing under the key, so a corrected retry may
+    use it again.
     """
 
     def __init__(self, store: IdempotencyStore) -> None:
@@ -63,7 +66,7 @@ class IdempotencyMiddleware:
         if not key or len(key) > 255:
             raise ValidationError({"idempotency_key": "must be 1 to 255 characters"})
         fingerprint = self.fingerprint(envelope)
-        scoped = key
+        scoped = self.scoped_key(envelope)
         # One run per key at a time in this process; across processes the store decides.
         lock = self._locks.setdefault(scoped, asyncio.Lock())
         try:
@@ -98,6 +101,13 @@ class IdempotencyMiddleware:
         finally:
             if not lock.locked() and self._locks.get(scoped) is lock:
                 del self._locks[scoped]
+
+    @staticmethod
+    def scoped_key(envelope: CommandEnvelope) -> str:
+        """The key as stored: the caller's, for this command type."""
+        caller = envelope.metadata.actor or "anonymous"
+        command = type(envelope.command).__qualname__
+        return encode_json([caller, command, envelope.idempotency_key]).decode()
 
     @staticmethod
     def fingerprint(envelope: CommandEnvelope) -> str:

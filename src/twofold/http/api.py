@@ -83,14 +83,18 @@ class Call:
     def new_id(self) -> str:
         """A fresh id for an aggregate the command creates.
 
-        With an Idempotency-Key the id is derived from the key (and the route), so a
-        repeated request builds the very same command and gets the first answer back,
-        instead of creating a second aggregate under a new id.
+        With an Idempotency-Key the id is derived from the key (and the route and the
+        caller), so a repeated request builds the very same command and gets the first
+        answer back, instead of creating a second aggregate under a new id; another caller
+        sending the same key gets an id of its own.
         """
         self._ids += 1
         if self.idempotency_key is None:
             return str(uuid7())
+        caller = "" if self.principal is None else self.principal.fingerprint
         name = f"{self.route.method} {self.route.path}\n{self.idempotency_key}\n{self._ids}"
+        if caller:
+            name = f"{caller}\n{name}"
         return str(uuid.uuid5(_ID_NAMESPACE, name))
 
 
