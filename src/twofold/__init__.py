@@ -17,6 +17,7 @@ from twofold.application.records import (
     NewEvent,
     RecordedEvent,
     Snapshot,
+    StreamAppend,
     uuid7,
 )
 from twofold.application.repository import Repository
@@ -76,6 +77,7 @@ __all__ = [
     "Service",
     "Settings",
     "Snapshot",
+    "StreamAppend",
     "TwofoldError",
     "ValidationError",
     "ViewReader",

@@ -162,7 +162,7 @@ def dies_after_commit(store_class: type[Any]) -> type[Any]:
     """``store_class`` whose process is killed (SIGKILL) as soon as an append committed:
     the append is stored, and nothing after it in the command's path ran."""
 
-    class DiesAfterCommit(store_class):  # type: ignore[misc, valid-type]
+    class DiesAfterCommit(store_class):  # type: ignore[misc]
         async def append(
             self, stream_id: str, events: Sequence[NewEvent], *, expected_version: ExpectedVersion
         ) -> AppendResult:
