@@ -102,12 +102,12 @@ class Batch:
         self._versions: dict[str, int] = {}
         self._stored_ids: set[bytes] = set()  # of this batch's ids, those already in the file
         self._head = 0
-        appends = [
-            part
-            for op in ops
-            if isinstance(op, AppendOp | AppendStreamsOp)
-            for part in (op.parts if isinstance(op, AppendStreamsOp) else (op,))
-        ]
+        appends: list[AppendOp] = []
+        for op in ops:
+            if isinstance(op, AppendOp):
+                appends.append(op)
+            elif isinstance(op, AppendStreamsOp):
+                appends.extend(op.parts)
         if appends:
             self._prefetch(conn, appends)
 
