@@ -2,17 +2,17 @@
 
 A unit is all or none. Its events go in with one statement that checks every stream's
 expected version before it inserts a row: either every stream matches and all events are
-written, or no row is. Its idempotency key, if any, is inserted right after, in the same
-transaction, with the answer built from the positions the insert returned; so the key is
-stored if and only if the events are (a crash in between loses both, and a retry runs
-the command again).
+written, or no row is. Its idempotency key, if any, is inserted in the same transaction,
+with the answer built from the positions the insert returned; so the key is stored if and
+only if the events are (a crash in between loses both, and a retry runs the command again).
 
-Units waiting together share one transaction and one commit, like single appends. Within
-it each unit stands alone: a stale one inserts nothing and the others go on. A unit whose
-key turns out to be taken (another process ran the same command first) rolls the
-transaction back; it is answered IdempotencyKeyTakenError and the others are written again.
-A unit never takes the loop's lane (``_direct``): building the key's answer needs Python
-between two statements of the transaction.
+Units waiting together share one transaction and one commit, like single appends, in two
+round trips (pipelined): BEGIN and every unit's insert; then the batch's keys and COMMIT.
+Within it each unit stands alone: a stale one inserts nothing and the others go on. A key
+that another process stored first fails the key insert (a unique violation), which rolls
+the transaction back; that unit is answered IdempotencyKeyTakenError and the others are
+written again. A unit never takes the loop's lane (``_direct``): building the key's answer
+needs Python between two statements of the transaction.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from twofold.adapters import _append_rules as rules
 from twofold.adapters.postgres._arrays import bytea_array, int_array, text_array, uuid_array
@@ -70,13 +70,19 @@ _INSERT = (
     " AND pg_current_xact_id() IS NOT NULL"
     " RETURNING e.position, e.stream_id, e.stream_version, e.recorded_at"
 )
-# The first answer stored for a key wins, until it is older than keep_for.
-_CLAIM = (
-    "INSERT INTO {s}.idempotency_keys AS old (key, fingerprint, result) VALUES (%s, %s, %s)"
-    " ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint,"
-    " result = excluded.result, created_at = now() WHERE old.created_at < now() - %s"
-    " RETURNING true"
+# The first answer stored for a key wins, until it is older than keep_for: the expired ones
+# are deleted, then the insert fails (a unique violation) if a key is still there. One
+# statement each for all the keys of a batch.
+_EXPIRE = (
+    "DELETE FROM {s}.idempotency_keys AS k USING unnest(%s::text[], %s::interval[]) AS x(key,"
+    " keep) WHERE k.key = x.key AND k.created_at < now() - x.keep"
 )
+_CLAIM = (
+    "INSERT INTO {s}.idempotency_keys (key, fingerprint, result)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])"
+)
+_KEY_CONSTRAINT = "idempotency_keys_pkey"
+_KEY_AGES = "SELECT key, now() - created_at FROM {s}.idempotency_keys WHERE key = ANY(%s)"
 _VERSIONS = (
     "SELECT stream_id, max(stream_version) FROM {s}.events"
     " WHERE stream_id = ANY(%s::text[]) GROUP BY stream_id"
@@ -110,13 +116,6 @@ class Unit:
             self.outcome = (False, exc)
 
 
-class _Taken(Exception):
-    """Rolls the transaction back: ``unit``'s key is stored already."""
-
-    def __init__(self, unit: Unit) -> None:
-        self.unit = unit
-
-
 class UnitWriter:
     """Writes batches of units on the connection ``connection()`` returns."""
 
@@ -131,7 +130,9 @@ class UnitWriter:
         self._drop = drop
         seq = sql.Literal(schema.as_string(None) + ".event_position")
         self._insert = sql.SQL(_INSERT).format(s=schema, seq=seq)
+        self._expire = sql.SQL(_EXPIRE).format(s=schema)
         self._claim = sql.SQL(_CLAIM).format(s=schema)
+        self._key_ages = sql.SQL(_KEY_AGES).format(s=schema)
         self._versions = sql.SQL(_VERSIONS).format(s=schema)
         self._by_ids = sql.SQL(
             "SELECT " + EVENT_COLUMNS + " FROM {}.events WHERE event_id = ANY(%s::uuid[])"
@@ -150,11 +151,13 @@ class UnitWriter:
                 return last
             try:
                 written, stale = self._attempt(self._connection(), pending, inline)
-            except _Taken as taken:
-                taken.unit.fail(IdempotencyKeyTakenError(_key(taken.unit)))
-                pending.remove(taken.unit)
+            except psycopg.errors.UniqueViolation as exc:
+                if exc.diag.constraint_name == _KEY_CONSTRAINT:
+                    pending = self._settle_taken(pending)
+                else:
+                    pending = self._settle_stored(pending)
                 continue
-            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+            except psycopg.errors.DeadlockDetected:
                 pending = self._settle_stored(pending)
                 continue
             except Exception as exc:
@@ -178,29 +181,22 @@ class UnitWriter:
     def _attempt(
         self, conn: Connection, pending: list[Unit], inline: Mapping[str, InlineApplier]
     ) -> tuple[list[tuple[Unit, tuple[AppendResult, ...]]], list[Unit]]:
+        """One transaction in two round trips (pipelined): BEGIN and every unit's insert;
+        then every key, and COMMIT. A taken key fails its insert, which rolls all back."""
         written: list[tuple[Unit, tuple[AppendResult, ...]]] = []
         stale: list[Unit] = []
-        with conn.transaction():
-            for unit in pending:
-                results = self._insert_unit(conn, unit)
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                inserts = [
+                    conn.execute(self._insert, _params(unit), binary=True) for unit in pending
+                ]
+            for unit, cur in zip(pending, inserts, strict=True):
+                results = _results(unit, cur.fetchall())
                 if results is None:
                     stale.append(unit)
-                    continue
-                record = unit.idempotency
-                if record is not None:
-                    try:
-                        answer = rules.check_answer(record.answer(results))
-                    except Exception as exc:
-                        raise EventStoreError(
-                            f"the idempotency record's answer failed ({exc!r}); nothing "
-                            "was appended"
-                        ) from exc
-                    claimed = conn.execute(
-                        self._claim, (record.key, record.fingerprint, answer, record.keep_for)
-                    ).fetchone()
-                    if claimed is None:
-                        raise _Taken(unit)
-                written.append((unit, results))
+                else:
+                    written.append((unit, results))
             records = sorted(
                 (event for _, results in written for result in results for event in result.events),
                 key=lambda event: event.position,
@@ -208,33 +204,21 @@ class UnitWriter:
             if records:
                 for projection in inline.values():
                     projection.apply(conn, records)
+            claims = [(unit.idempotency, _answer(unit.idempotency, results))
+                      for unit, results in written if unit.idempotency is not None]  # fmt: skip
+            with conn.pipeline():
+                if claims:
+                    keys = [record.key for record, _ in claims]
+                    keep = [record.keep_for for record, _ in claims]
+                    conn.execute(self._expire, (keys, keep))
+                    fingerprints = [record.fingerprint for record, _ in claims]
+                    conn.execute(self._claim, (keys, fingerprints, [a for _, a in claims]))
+                conn.execute("COMMIT")
+        except BaseException:
+            if not conn.broken and conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            raise
         return written, stale
-
-    def _insert_unit(self, conn: Connection, unit: Unit) -> tuple[AppendResult, ...] | None:
-        """The unit's results, or None when a stream was not at the version expected."""
-        events = [(append.stream_id, k, event) for append in unit.appends
-                  for k, event in enumerate(append.events, start=1)]  # fmt: skip
-        params = (
-            uuid_array(event.event_id for _, _, event in events),
-            text_array(stream_id for stream_id, _, _ in events),
-            int_array(k for _, k, _ in events),
-            text_array(event.type for _, _, event in events),
-            int_array(event.schema_version for _, _, event in events),
-            bytea_array(event.data for _, _, event in events),
-            bytea_array(event.metadata for _, _, event in events),
-            text_array(append.stream_id for append in unit.appends),
-            int_array(expected_code(append.expected_version) for append in unit.appends),
-        )
-        rows = conn.execute(self._insert, params, binary=True).fetchall()
-        if not rows:
-            return None
-        by_stream: dict[str, list[tuple[int, int, datetime]]] = {}
-        for position, stream_id, version, recorded_at in rows:
-            by_stream.setdefault(stream_id, []).append((position, version, recorded_at))
-        return tuple(
-            _result(append, sorted(by_stream[append.stream_id], key=lambda row: row[1]))
-            for append in unit.appends
-        )
 
     # -- conflicts ------------------------------------------------------------------------
 
@@ -266,6 +250,24 @@ class UnitWriter:
             return again
         except Exception as exc:
             _fail(stale, self._failure(exc))
+            return []
+
+    def _settle_taken(self, pending: list[Unit]) -> list[Unit]:
+        """Fail the units whose key another run stored first; return the others."""
+        try:
+            keys = [unit.idempotency.key for unit in pending if unit.idempotency is not None]
+            cur = self._connection().execute(self._key_ages, (keys,))
+            ages: dict[str, timedelta] = dict(cur.fetchall())
+            remaining: list[Unit] = []
+            for unit in pending:
+                record = unit.idempotency
+                if record is not None and ages.get(record.key, record.keep_for) < record.keep_for:
+                    unit.fail(IdempotencyKeyTakenError(record.key))
+                else:
+                    remaining.append(unit)
+            return remaining
+        except Exception as exc:
+            _fail(pending, self._failure(exc))
             return []
 
     def _settle_stored(self, pending: list[Unit]) -> list[Unit]:
@@ -330,6 +332,37 @@ class UnitWriter:
         return exc
 
 
+def _params(unit: Unit) -> tuple[str, ...]:
+    """The insert's parameters: the unit's events, then each stream's expected version."""
+    events = [(append.stream_id, k, event) for append in unit.appends
+              for k, event in enumerate(append.events, start=1)]  # fmt: skip
+    return (
+        uuid_array(event.event_id for _, _, event in events),
+        text_array(stream_id for stream_id, _, _ in events),
+        int_array(k for _, k, _ in events),
+        text_array(event.type for _, _, event in events),
+        int_array(event.schema_version for _, _, event in events),
+        bytea_array(event.data for _, _, event in events),
+        bytea_array(event.metadata for _, _, event in events),
+        text_array(append.stream_id for append in unit.appends),
+        int_array(expected_code(append.expected_version) for append in unit.appends),
+    )
+
+
+def _results(unit: Unit, rows: list[Any]) -> tuple[AppendResult, ...] | None:
+    """The unit's results from the insert's rows; None when a stream was not at the version
+    expected (no row was inserted)."""
+    if not rows:
+        return None
+    by_stream: dict[str, list[tuple[int, int, datetime]]] = {}
+    for position, stream_id, version, recorded_at in rows:
+        by_stream.setdefault(stream_id, []).append((position, version, recorded_at))
+    return tuple(
+        _result(append, sorted(by_stream[append.stream_id], key=lambda row: row[1]))
+        for append in unit.appends
+    )
+
+
 def _result(append: StreamAppend, rows: Sequence[tuple[int, int, datetime]]) -> AppendResult:
     recorded = tuple(
         RecordedEvent(
@@ -354,9 +387,13 @@ def _result(append: StreamAppend, rows: Sequence[tuple[int, int, datetime]]) -> 
     )
 
 
-def _key(unit: Unit) -> str:
-    assert unit.idempotency is not None
-    return unit.idempotency.key
+def _answer(record: IdempotencyRecord, results: tuple[AppendResult, ...]) -> bytes:
+    try:
+        return rules.check_answer(record.answer(results))
+    except Exception as exc:
+        raise EventStoreError(
+            f"the idempotency record's answer failed ({exc!r}); nothing was appended"
+        ) from exc
 
 
 def _fail(units: Sequence[Unit], exc: BaseException) -> None:
