@@ -91,7 +91,7 @@ class Call:
         self._ids += 1
         if self.idempotency_key is None:
             return str(uuid7())
-        caller = "" if self.principal is None else self.principal.fingerprint
+        caller = "" if self.principal is None else self.principal.name
         name = f"{self.route.method} {self.route.path}\n{self.idempotency_key}\n{self._ids}"
         if caller:
             name = f"{caller}\n{name}"
