@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +102,8 @@ def server(workers: int, *, cwd: Path, env: dict[str, str]) -> Iterator[tuple[st
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         # Any process of the group left behind (a worker whose parent was killed) goes too.
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         if process.stderr is not None:
             process.stderr.close()
 
