@@ -57,6 +57,22 @@ class Figures:
     replayed_checked: int = 0
 
 
+def session_members(session: int) -> list[int]:
+    """Every process whose session id is ``session`` (the server and all its workers)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == session:  # state, ppid, pgrp, session, ...
+            members.append(int(entry.name))
+    return members
+
+
 @contextmanager
 def server(workers: int, *, cwd: Path, env: dict[str, str]) -> Iterator[tuple[str, Any]]:
     """`twofold serve --workers N` in a session of its own, so one SIGKILL reaches every
@@ -75,8 +91,10 @@ def server(workers: int, *, cwd: Path, env: dict[str, str]) -> Iterator[tuple[st
     url = f"http://127.0.0.1:{port}"
 
     def kill() -> None:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        # Worker processes sit in process groups of their own: kill the whole session.
+        for pid in session_members(process.pid):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.wait()
 
     try:
@@ -101,9 +119,10 @@ def server(workers: int, *, cwd: Path, env: dict[str, str]) -> Iterator[tuple[st
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        # Any process of the group left behind (a worker whose parent was killed) goes too.
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        # Any process of the session left behind (a worker whose parent was killed) goes too.
+        for pid in session_members(process.pid):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if process.stderr is not None:
             process.stderr.close()
 
