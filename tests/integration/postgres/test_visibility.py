@@ -7,18 +7,34 @@ transactions open on purpose, at lower positions than ones already committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import sys
+import threading
+from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
+from tests.unit import bank
 from twofold.adapters.postgres import PostgresEventStore
+from twofold.adapters.postgres._single import check_result, encode_append, statements
+from twofold.adapters.postgres.migrations import migrate
+from twofold.application.app import Service
 from twofold.application.records import ANY, NO_STREAM, NewEvent, RecordedEvent, uuid7
+from twofold.application.views import ViewTransaction
+from twofold.bootstrap import bootstrap
+from twofold.examples import shop
+from twofold.settings import Settings
 
 from ._raw_writer import append_params, append_query
+from .conftest import drop_schema
 
 pytestmark = pytest.mark.postgres
 
@@ -78,29 +94,172 @@ async def test_read_all_waits_for_a_writer_whose_xid_is_above_the_snapshot_xmax(
         await store.close()
 
 
-async def test_an_open_writing_transaction_delays_newer_events_until_it_ends(
+@contextlib.asynccontextmanager
+async def unrelated_transaction(kind: str, url: str, schema: str) -> AsyncIterator[None]:
+    """A transaction that holds an xid but appends no event to ``schema``, open throughout
+    (a long batch job, a migration, a session left in a transaction)."""
+    other_schema = f"{schema}_other"
+    if kind == "another database":
+        conn = await psycopg.AsyncConnection.connect(make_conninfo(url, dbname="postgres"))
+        await conn.execute("SELECT pg_current_xact_id()")
+    elif kind == "same database, no event":
+        conn = await psycopg.AsyncConnection.connect(url)
+        await conn.execute(
+            f'INSERT INTO "{schema}".snapshots'
+            " (stream_id, aggregate_type, version, schema_version, state)"
+            " VALUES ('batch-job', 'Job', 1, 1, '')"
+        )
+    else:
+        assert kind == "appending to another schema"
+        conn = await psycopg.AsyncConnection.connect(url)
+        await migrate(conn, other_schema)
+        await conn.execute(append_query(other_schema), append_params("elsewhere", 1)[1])
+    try:
+        cur = await conn.execute("SELECT pg_current_xact_id_if_assigned()")
+        row = await cur.fetchone()
+        assert row is not None and row[0] is not None, "the transaction holds an xid"
+        yield
+    finally:
+        await conn.rollback()
+        await conn.close()
+        drop_schema(url, other_schema)
+
+
+@pytest.mark.parametrize(
+    "kind", ["another database", "same database, no event", "appending to another schema"]
+)
+async def test_readers_do_not_wait_for_a_transaction_that_appends_nothing_to_their_schema(
+    postgres_url: str, pg_schema: str, kind: str
+) -> None:
+    # Only appenders to this schema announce themselves, and only they hold readers back.
+    store = await PostgresEventStore.open(postgres_url, schema=pg_schema)
+    try:
+        async with unrelated_transaction(kind, postgres_url, pg_schema):
+            first = await store.append("s", new_events(), expected_version=NO_STREAM)
+            assert [e.position for e in await store.read_all()] == [first.position]
+            second = await store.append("s", new_events(2), expected_version=1)
+            assert await store.head_position() == second.position
+            events = await store.read_all(after=first.position)
+            assert [e.stream_version for e in events] == [2, 3]
+    finally:
+        await store.close()
+
+
+async def test_a_client_reads_its_writes_while_another_database_holds_a_transaction_open(
     postgres_url: str, pg_schema: str
 ) -> None:
-    # The price of the horizon: any transaction holding an xid may still take a position,
-    # so events appended after it started stay unseen until it ends. Reads still return
-    # (what was confirmed before), and the append itself is not held up.
-    store = await PostgresEventStore.open(postgres_url, schema=pg_schema, visibility_wait=0.05)
-    other = await psycopg.AsyncConnection.connect(postgres_url)
+    # The report: such a transaction held every read-your-writes query until it ended.
+    url = f"{postgres_url}?schema={pg_schema}"
+    settings = Settings(event_store=url, read_store=url)
+    async with unrelated_transaction("another database", postgres_url, pg_schema):
+        app = await bootstrap(shop.SERVICE, settings)
+        async with app:
+            for i in range(20):
+                result = await app.dispatch(
+                    shop.CreateUser(user_id=f"u-{i}", email=f"u{i}@example.com", name=f"U {i}")
+                )
+                # The timeout only keeps a broken run from hanging.
+                user = await app.ask(
+                    shop.GetUser(user_id=f"u-{i}"), min_position=result.position, timeout=60
+                )
+                assert user is not None and user.name == f"U {i}"
+
+
+def hold_an_append(url: str, schema: str, statement: str) -> tuple[psycopg.Connection[Any], int]:
+    """A connection whose open transaction took positions through ``statement``, the way
+    the store's writer sends it (``_single``), or through ``append_batch()``; and how many."""
+    conn = psycopg.connect(url)
+    if statement == "append_batch":
+        conn.execute(append_query(schema), append_params("slow", 2)[1])
+        return conn, 2
+    pg = conn.pgconn
+    for name, query, oids in statements(sql.Identifier(schema), conn):
+        check_result(conn, pg.prepare(name, query, oids))
+    check_result(conn, pg.exec_(b"BEGIN"))
+    events = new_events(2 if statement == "many" else 1)
+    name, params, formats = encode_append("slow", events, 0, known=statement == "known")
+    assert name.decode() == f"twofold_append_{statement}"
+    result = pg.exec_prepared(name, params, formats, 1)
+    check_result(conn, result)
+    assert result.ntuples == len(events)
+    return conn, len(events)
+
+
+@pytest.mark.parametrize("statement", ["one", "known", "many", "append_batch"])
+async def test_an_open_append_holds_readers_back_whichever_statement_took_its_position(
+    postgres_url: str, pg_schema: str, statement: str
+) -> None:
+    # Every statement that takes a position announces its transaction first.
+    writer = await PostgresEventStore.open(postgres_url, schema=pg_schema)
+    reader = await PostgresEventStore.open(postgres_url, schema=pg_schema, visibility_wait=0.05)
+    slow, held = hold_an_append(postgres_url, pg_schema, statement)
     try:
-        before = await store.append("s", new_events(), expected_version=NO_STREAM)
-        assert [e.position for e in await store.read_all()] == [before.position]
-        await other.execute("SELECT pg_current_xact_id()")  # e.g. a long batch job
-        after = await store.append("s", new_events(), expected_version=1)
+        fast = await writer.append("fast", new_events(), expected_version=NO_STREAM)
+        assert fast.position == held + 1
 
-        assert [e.position for e in await store.read_all()] == [before.position]
-        assert [e.position for e in await store.read_all()] == [before.position]
+        assert await reader.read_all() == []
+        assert await reader.head_position() == 0
 
-        await other.rollback()
-        positions = [e.position for e in await store.read_all()]
-        assert positions == [before.position, after.position]
+        check_result(slow, slow.pgconn.exec_(b"COMMIT"))
+        events = await reader.read_all()
+        assert [e.stream_id for e in events] == ["slow"] * held + ["fast"]
+        assert [e.position for e in events] == list(range(1, held + 2))
+    finally:
+        slow.close()
+        await writer.close()
+        await reader.close()
+
+
+class HeldBalances(bank.Balances):
+    """The bank's balances, whose handler holds its batch's transaction open on a deposit of
+    42 (inline, on the writer's thread) until ``release`` is set."""
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    def _deposited(self, event: bank.MoneyDeposited, tx: ViewTransaction) -> None:
+        if event.amount == 42:
+            HeldBalances.inside.set()
+            assert HeldBalances.release.wait(60), "the test never released the batch"
+        super()._deposited(event, tx)
+
+
+async def test_an_inline_batch_in_flight_holds_readers_back(
+    postgres_url: str, pg_schema: str
+) -> None:
+    # A projection applied inline keeps its batch's transaction open after the insert, so
+    # a later append can commit first; the batch announced itself like any other append.
+    HeldBalances.inside.clear()
+    HeldBalances.release.clear()
+    url = f"{postgres_url}?schema={pg_schema}"
+    settings = Settings.from_env(
+        {"TWOFOLD_EVENT_STORE": url, "TWOFOLD_READ_STORE": url, "TWOFOLD_INLINE_PROJECTIONS": "*"}
+    )
+    app = await bootstrap(
+        Service(name="bank", register=bank.register, projections=(HeldBalances,)), settings
+    )
+    reader = await PostgresEventStore.open(postgres_url, schema=pg_schema, visibility_wait=0.05)
+    other = await PostgresEventStore.open(postgres_url, schema=pg_schema)
+    try:
+        async with app:
+            opened = await app.dispatch(bank.OpenAccount(account_id="a", owner="Ann"))
+            held = asyncio.create_task(
+                app.dispatch(bank.Deposit(account_id="a", amount=Decimal(42)))
+            )
+            try:
+                assert await asyncio.to_thread(HeldBalances.inside.wait, 60)
+                later = await other.append("elsewhere", new_events(), expected_version=NO_STREAM)
+
+                assert await reader.read_all(after=opened.position) == []
+            finally:
+                HeldBalances.release.set()
+                deposited = await held
+            events = await reader.read_all(after=opened.position)
+            assert [e.position for e in events] == [deposited.position, later.position]
+            assert deposited.position < later.position
     finally:
         await other.close()
-        await store.close()
+        await reader.close()
 
 
 async def test_subscription_yields_a_late_commit_before_the_positions_after_it(

@@ -10,9 +10,10 @@ many needs:
   results in binary, encoded and decoded here (a few microseconds, against tens through
   the general adaptation machinery).
 
-The statement keeps the readers' invariant (``_horizon``): its ``WHERE`` calls
-``pg_current_xact_id()``, and a row's position (``nextval`` in the target list) is only
-computed for rows that passed the ``WHERE``, so the transaction has its xid first. A version
+The statement keeps the readers' invariant (``_horizon``): its ``WHERE`` announces the
+transaction as an appender (``_horizon.announcement``, which also gives it its xid), and a
+row's position (``nextval`` in the target list) is only computed for rows that passed the
+``WHERE``, so the announcement comes first. A version
 mismatch inserts nothing and returns no row; the caller then asks for the actual version.
 """
 
@@ -27,6 +28,7 @@ import psycopg
 from psycopg import pq, sql
 
 from twofold.adapters.postgres._arrays import bytea_array, int_array, text_array, uuid_array
+from twofold.adapters.postgres._horizon import announcement
 from twofold.application.records import ExpectedVersion, NewEvent, StreamState
 
 __all__ = [
@@ -48,7 +50,7 @@ _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _CHECK = (
     # -1: ANY, -2: STREAM_EXISTS, otherwise the exact version (0: NO_STREAM).
     "WHERE CASE WHEN $7 = -1 THEN true WHEN $7 = -2 THEN cur.v > 0 ELSE cur.v = $7 END"
-    " AND pg_current_xact_id() IS NOT NULL"
+    " AND {announce} IS NOT NULL"
 )
 _CURRENT = (
     "(SELECT coalesce(max(stream_version), 0) AS v FROM {s}.events WHERE stream_id = $2) AS cur"
@@ -65,11 +67,12 @@ _ONE = (
 # One event whose stream is known to be at version $7 or beyond (this store wrote or read
 # that version: versions never go away), or $7 = 0: no read, the unique index on
 # (stream_id, stream_version) alone refuses it when the stream has moved on (an error, and
-# the writer looks again with _ONE). As in every append, the xid comes before the position.
+# the writer looks again with _ONE). As in every append, the announcement comes before the
+# position.
 _KNOWN = (
     "INSERT INTO {s}.events AS e (position, event_id, stream_id, stream_version, type,"
     " schema_version, data, metadata)"
-    " VALUES ((SELECT nextval({seq}) WHERE pg_current_xact_id() IS NOT NULL),"
+    " VALUES ((SELECT nextval({seq}) WHERE {announce} IS NOT NULL),"
     " $1, $2, ($7 + 1)::integer, $3, $4, $5, $6)"
     " RETURNING e.position, e.stream_version, e.recorded_at"
 )
@@ -108,8 +111,13 @@ def statements(
 ) -> list[tuple[bytes, bytes, tuple[int, ...]]]:
     """(name, query, parameter types) of each statement to prepare on a connection."""
     seq = sql.Literal(schema.as_string(context) + ".event_position")
+    announce = announcement(schema, context)
     return [
-        (name, sql.SQL(template).format(s=schema, seq=seq).as_bytes(context), oids)
+        (
+            name,
+            sql.SQL(template).format(s=schema, seq=seq, announce=announce).as_bytes(context),
+            oids,
+        )
         for name, template, oids in (
             (b"twofold_append_one", _ONE, (_OID_UUID, _OID_TEXT, _OID_TEXT, _OID_INT4,
                                            _OID_BYTEA, _OID_BYTEA, _OID_INT8)),

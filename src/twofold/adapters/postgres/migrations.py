@@ -13,9 +13,13 @@ Layout of one schema::
     snapshots          the latest snapshot per stream
     idempotency_keys   the first answer given to each command idempotency key
     append_batch()     validates and writes a batch of appends in one round trip
-    read_horizon()     what a reader needs to know which positions are final (_horizon.py)
+    read_append_horizon()  what a reader needs to know which positions are final
+                       (_horizon.py); read_horizon() is its predecessor, kept for
+                       processes of older versions
 
 ``data`` and ``metadata`` are ``bytea``: the store returns exactly the bytes it was given.
+Statements may use ``{schema}``, ``{announce}`` (``_horizon.announcement``) and
+``{appender_key}`` (``_horizon.appender_key``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any, LiteralString
 
 from psycopg import AsyncConnection, sql
 
+from twofold.adapters.postgres._horizon import announcement, appender_key
 from twofold.errors import ConfigurationError
 
 __all__ = ["MIGRATIONS", "Migration", "migrate"]
@@ -165,6 +170,61 @@ END
 $fn$
 """
 
+# Migration 3 keeps append_batch()'s body and changes how it starts: the transaction
+# announces itself as an appender (``_horizon``), with its xid, before any position.
+_XID_FIRST: LiteralString = """
+    -- Invariant the readers rely on (see read_horizon): this transaction has its xid
+    -- before it takes any position.
+    PERFORM pg_current_xact_id();
+"""
+_ANNOUNCED: LiteralString = """
+    -- Invariant the readers rely on (see read_append_horizon): this transaction is
+    -- announced as an appender, with its xid, before it takes any position.
+    PERFORM {announce};
+"""
+_APPEND_BATCH_ANNOUNCED = _APPEND_BATCH.replace(
+    "CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1
+).replace(_XID_FIRST, _ANNOUNCED, 1)
+
+_READ_APPEND_HORIZON: LiteralString = """
+CREATE FUNCTION {schema}.read_append_horizon(
+    OUT last_position bigint, OUT next_xid bigint, OUT oldest_xid bigint)
+LANGUAGE plpgsql AS $fn$
+-- Every position <= last_position is final once oldest_xid >= next_xid (now or in a later
+-- call): see twofold.adapters.postgres._horizon for the argument.
+DECLARE
+    snap pg_snapshot;
+    announced bigint;
+BEGIN
+    -- 1. The highest position handed out so far (sequences are not transactional).
+    last_position := coalesce(pg_sequence_last_value('{schema}.event_position'), 0);
+    -- 2. The next xid to be assigned, read after step 1. age(xid) counts from it when this
+    --    transaction has no xid (it has none: we never write), so nothing is consumed.
+    --    The snapshot's xmax only supplies the epoch; nextXid is within 2^31 of it.
+    snap := pg_current_snapshot();
+    next_xid := pg_snapshot_xmax(snap)::text::bigint + age(pg_snapshot_xmax(snap)::xid);
+    -- 3. Observed after step 2, an xid below which no appender to this schema is running:
+    --    the oldest running xid of all, when that is enough (it costs nothing) ...
+    oldest_xid := pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
+    IF oldest_xid < next_xid THEN
+        -- ... else the oldest xid among the announced appenders (next_xid when there is
+        -- none). A lock's objid holds the low 32 bits of its xid, which is within 2^31 of
+        -- next_xid: their signed difference gives the rest.
+        SELECT coalesce(min(next_xid
+                            + ((l.objid::bigint - next_xid + 2147483648) & 4294967295)
+                            - 2147483648), next_xid)
+          INTO announced
+          FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.classid = {appender_key}::oid
+           AND l.objsubid = 2
+           AND l.database = (SELECT d.oid FROM pg_database d
+                              WHERE d.datname = current_database());
+        oldest_xid := greatest(oldest_xid, announced);
+    END IF;
+END
+$fn$
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -216,6 +276,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             " ON {schema}.idempotency_keys (created_at)",
         ),
     ),
+    Migration(
+        3,
+        "readers wait only for transactions that append to this schema",
+        (_APPEND_BATCH_ANNOUNCED, _READ_APPEND_HORIZON),
+    ),
 )
 
 _LATEST = MIGRATIONS[-1].version
@@ -227,6 +292,11 @@ async def migrate(conn: AsyncConnection[Any], schema: str) -> int:
     Runs in one transaction under an advisory lock: all of it applies or none does.
     """
     ident = sql.Identifier(schema)
+    names = {
+        "schema": ident,
+        "announce": announcement(ident, conn),
+        "appender_key": sql.Literal(appender_key(ident, conn)),
+    }
     async with conn.transaction():
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended('twofold.migrate:' || %s::text, 0))",
@@ -252,7 +322,7 @@ async def migrate(conn: AsyncConnection[Any], schema: str) -> int:
             if migration.version in applied:
                 continue
             for statement in migration.statements:
-                await conn.execute(sql.SQL(statement).format(schema=ident))
+                await conn.execute(sql.SQL(statement).format(**names))
             await conn.execute(
                 sql.SQL("INSERT INTO {}.migrations (version, name) VALUES (%s, %s)").format(ident),
                 (migration.version, migration.name),
