@@ -13,8 +13,8 @@ many needs:
 The statement keeps the readers' invariant (``_horizon``): its ``WHERE`` announces the
 transaction as an appender (``_horizon.announcement``, which also gives it its xid), and a
 row's position (``nextval`` in the target list) is only computed for rows that passed the
-``WHERE``, so the announcement comes first. A version
-mismatch inserts nothing and returns no row; the caller then asks for the actual version.
+``WHERE``, so the announcement comes first. A version mismatch inserts nothing and returns
+no row; the caller then asks for the actual version.
 """
 
 from __future__ import annotations
