@@ -12,6 +12,7 @@ import json
 import random
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +25,9 @@ from psycopg.conninfo import make_conninfo
 
 from tests.unit import bank
 from twofold.adapters.postgres import PostgresEventStore
+from twofold.adapters.postgres._horizon import announcement
 from twofold.adapters.postgres._single import check_result, encode_append, statements
+from twofold.adapters.postgres._units import _INSERT as units_insert
 from twofold.adapters.postgres.migrations import migrate
 from twofold.application.app import Service
 from twofold.application.records import ANY, NO_STREAM, NewEvent, RecordedEvent, uuid7
@@ -172,6 +175,18 @@ def hold_an_append(url: str, schema: str, statement: str) -> tuple[psycopg.Conne
     if statement == "append_batch":
         conn.execute(append_query(schema), append_params("slow", 2)[1])
         return conn, 2
+    if statement == "append_streams":  # _units: several streams in one statement
+        ids = [uuid.uuid4(), uuid.uuid4()]
+        seq = sql.Literal(f"{schema}.event_position")
+        insert = sql.SQL(units_insert).format(
+            s=sql.Identifier(schema), seq=seq, announce=announcement(sql.Identifier(schema))
+        )
+        conn.execute(
+            insert,
+            (ids, ["slow", "slow"], [1, 2], ["Held", "Held"], [1, 1], [b"{}", b"{}"],
+             [b"{}", b"{}"], ["slow"], [0]),
+        )  # fmt: skip
+        return conn, 2
     pg = conn.pgconn
     for name, query, oids in statements(sql.Identifier(schema), conn):
         check_result(conn, pg.prepare(name, query, oids))
@@ -185,7 +200,7 @@ def hold_an_append(url: str, schema: str, statement: str) -> tuple[psycopg.Conne
     return conn, len(events)
 
 
-@pytest.mark.parametrize("statement", ["one", "known", "many", "append_batch"])
+@pytest.mark.parametrize("statement", ["one", "known", "many", "append_batch", "append_streams"])
 async def test_an_open_append_holds_readers_back_whichever_statement_took_its_position(
     postgres_url: str, pg_schema: str, statement: str
 ) -> None:
@@ -311,7 +326,12 @@ async def test_readers_see_every_commit_once_in_order_under_concurrent_writers(
 
     async def raw_process(seed: int) -> None:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(RAW_WRITER), postgres_url, pg_schema, "60", str(seed),
+            sys.executable,
+            str(RAW_WRITER),
+            postgres_url,
+            pg_schema,
+            "60",
+            str(seed),
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await proc.communicate()
@@ -378,8 +398,7 @@ async def test_readers_see_every_commit_once_in_order_under_concurrent_writers(
     reads: list[list[RecordedEvent]] = [[] for _ in reader_stores]
     subs: list[list[RecordedEvent]] = [[] for _ in subscriber_stores]
     readers = [
-        asyncio.create_task(reader(s, seen))
-        for s, seen in zip(reader_stores, reads, strict=True)
+        asyncio.create_task(reader(s, seen)) for s, seen in zip(reader_stores, reads, strict=True)
     ]
     subscribers = [
         asyncio.create_task(subscriber(s, seen))

@@ -30,6 +30,7 @@ from psycopg import pq, sql
 from twofold.adapters import _append_rules as rules
 from twofold.adapters.postgres._arrays import bytea_array, int_array, text_array, uuid_array
 from twofold.adapters.postgres._batch import InlineApplier, lost
+from twofold.adapters.postgres._horizon import announcement
 from twofold.adapters.postgres._pool import is_connection_error
 from twofold.adapters.postgres._rows import EVENT_COLUMNS, recorded_event
 from twofold.adapters.postgres._single import expected_code
@@ -54,7 +55,8 @@ Connection = psycopg.Connection[Any]
 # The version check of every stream is one InitPlan, run once before any row: no row is
 # inserted unless all streams match. Each row's version is its stream's current version
 # (one index seek, from the statement's snapshot) plus its place in the stream's events.
-# As in every append, the transaction has its xid before it takes a position (_horizon).
+# As in every append, the transaction announces itself (and so takes its xid) before it
+# takes a position (_horizon.announcement).
 _INSERT = (
     "INSERT INTO {s}.events AS e (position, event_id, stream_id, stream_version, type,"
     " schema_version, data, metadata)"
@@ -67,7 +69,7 @@ _INSERT = (
     " ELSE w.v = w.want END) FROM (SELECT a.want, (SELECT coalesce(max(c.stream_version), 0)"
     " FROM {s}.events c WHERE c.stream_id = a.stream) AS v"
     " FROM unnest(%s::text[], %s::bigint[]) AS a(stream, want)) AS w)"
-    " AND pg_current_xact_id() IS NOT NULL"
+    " AND {announce} IS NOT NULL"
     " RETURNING e.position, e.stream_id, e.stream_version, e.recorded_at"
 )
 # The first answer stored for a key wins, until it is older than keep_for: the expired ones
@@ -129,7 +131,7 @@ class UnitWriter:
         self._connection = connection
         self._drop = drop
         seq = sql.Literal(schema.as_string(None) + ".event_position")
-        self._insert = sql.SQL(_INSERT).format(s=schema, seq=seq)
+        self._insert = sql.SQL(_INSERT).format(s=schema, seq=seq, announce=announcement(schema))
         self._expire = sql.SQL(_EXPIRE).format(s=schema)
         self._claim = sql.SQL(_CLAIM).format(s=schema)
         self._key_ages = sql.SQL(_KEY_AGES).format(s=schema)
