@@ -249,6 +249,7 @@ async def test_a_file_of_an_older_schema_is_migrated_forward(tmp_path: Path) -> 
         await store.append("a", [new_event()], expected_version=NO_STREAM)
     with sqlite3.connect(path) as conn:  # back to schema version 1, as twofold 0.1 left it
         conn.execute("DROP INDEX idempotency_created_at")
+        conn.execute("DROP TABLE store_identity")
         conn.execute("DELETE FROM schema_migrations WHERE version > 1")
     conn.close()
     async with SQLiteEventStore(path) as store:

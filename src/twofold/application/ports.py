@@ -42,6 +42,7 @@ class EventStore(Protocol):
     5. ``subscribe`` yields past events, then live ones, woken by a notification.
     6. Snapshots are kept per stream; the caller ignores those of another schema version.
     8. A successful append is durable.
+    9. ``identity`` is the same for the life of the store, and another for another store.
     """
 
     async def append(
@@ -91,6 +92,12 @@ class EventStore(Protocol):
 
     async def head_position(self) -> int:
         """The position of the newest visible event; 0 when the log is empty."""
+        ...
+
+    async def identity(self) -> str:
+        """An id created with the store and kept for its life (a new store, even at the same
+        address, has another): read stores record it, so that views built from one store
+        are never taken for views of another."""
         ...
 
     async def save_snapshot(self, snapshot: Snapshot) -> None: ...

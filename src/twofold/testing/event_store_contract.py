@@ -390,8 +390,10 @@ class EventStoreContract(AppendStreamsContract):
     async def test_appended_events_survive_reopen(self, store: EventStore) -> None:
         result = await store.append("acct-1", [new_event(), new_event()], expected_version=0)
         await store.save_snapshot(_snapshot(2))
+        identity = await store.identity()
         reopened = await self.reopen(store)
         try:
+            assert await reopened.identity() == identity
             assert await reopened.read_stream("acct-1") == list(result.events)
             assert await reopened.head_position() == result.position
             assert await reopened.load_snapshot("acct-1") == _snapshot(2)
@@ -399,6 +401,12 @@ class EventStoreContract(AppendStreamsContract):
             assert more.position > result.position
         finally:
             await reopened.close()
+
+    async def test_identity_is_kept_for_the_life_of_the_store(self, store: EventStore) -> None:
+        identity = await store.identity()
+        assert isinstance(identity, str) and len(identity) >= 16
+        await store.append("acct-1", [new_event()], expected_version=NO_STREAM)
+        assert await store.identity() == identity
 
     async def test_closed_store_refuses_calls(self, store: EventStore) -> None:
         await store.close()

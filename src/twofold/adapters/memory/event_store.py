@@ -46,6 +46,7 @@ class InMemoryEventStore:
         self._keys = KeyTable()  # idempotency keys, shared with InMemoryIdempotencyStore
         self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
+        self._identity = str(uuid.uuid4())  # this log lives and dies with the object
 
     async def append(
         self,
@@ -205,6 +206,10 @@ class InMemoryEventStore:
     async def head_position(self) -> int:
         self._check_open()
         return len(self._log)
+
+    async def identity(self) -> str:
+        self._check_open()
+        return self._identity
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         if not isinstance(snapshot, Snapshot):

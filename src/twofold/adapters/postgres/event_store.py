@@ -134,6 +134,8 @@ class PostgresEventStore:
         self._q_head = _q(
             "SELECT coalesce(max(position), 0) FROM {s}.events WHERE position <= %s", ident
         )
+        self._q_identity = _q("SELECT identity FROM {s}.store_identity", ident)
+        self._identity: str | None = None
         self._q_save_snapshot = _q(
             "INSERT INTO {s}.snapshots AS old"
             " (stream_id, aggregate_type, version, schema_version, state)"
@@ -253,6 +255,12 @@ class PostgresEventStore:
         self._check_open()
         horizon = await self._horizon.refresh(wait=self._visibility_wait)
         return int(await self._scalar(self._q_head, (horizon,)))
+
+    async def identity(self) -> str:
+        self._check_open()
+        if self._identity is None:
+            self._identity = str(await self._scalar(self._q_identity, ()))
+        return self._identity
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         if not isinstance(snapshot, Snapshot):

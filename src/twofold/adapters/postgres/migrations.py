@@ -12,6 +12,7 @@ Layout of one schema::
     events             the log; unique (event_id) and (stream_id, stream_version)
     snapshots          the latest snapshot per stream
     idempotency_keys   the first answer given to each command idempotency key
+    store_identity     one row: the id made with the schema (EventStore.identity)
     append_batch()     validates and writes a batch of appends in one round trip
     read_append_horizon()  what a reader needs to know which positions are final
                        (_horizon.py); read_horizon() is its predecessor, kept for
@@ -280,6 +281,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "readers wait only for transactions that append to this schema",
         (_APPEND_BATCH_ANNOUNCED, _READ_APPEND_HORIZON),
+    ),
+    Migration(
+        4,
+        "the store's identity: read stores record it, and refuse views of another store",
+        (
+            "CREATE TABLE {schema}.store_identity (identity text PRIMARY KEY,"
+            " created_at timestamptz NOT NULL DEFAULT now())",
+            "INSERT INTO {schema}.store_identity (identity) VALUES (gen_random_uuid()::text)",
+        ),
     ),
 )
 

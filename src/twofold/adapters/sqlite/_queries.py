@@ -120,6 +120,10 @@ def head_position(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
 
 
+def identity(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("SELECT identity FROM store_identity").fetchone()[0])
+
+
 def save_snapshot(conn: sqlite3.Connection, batch: Batch, snapshot: Snapshot) -> None:
     # A snapshot never moves backwards; one at the same version replaces the stored one, so
     # a snapshot of a new schema version takes over.

@@ -105,6 +105,7 @@ class SQLiteEventStore:
         self._writer: Writer[Batch] | None = None
         self._reader: Reader | None = None
         self._closed = False
+        self._identity: str | None = None
 
     @property
     def path(self) -> Path:
@@ -276,6 +277,11 @@ class SQLiteEventStore:
 
     async def head_position(self) -> int:
         return await self._read(sql.head_position)
+
+    async def identity(self) -> str:
+        if self._identity is None:
+            self._identity = await self._read(sql.identity)
+        return self._identity
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
         if not isinstance(snapshot, Snapshot):

@@ -68,6 +68,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: idempotency keys expire; an index to find the old ones.
     ("CREATE INDEX idempotency_created_at ON idempotency (created_at)",),
+    # 3: the store's identity (32 random hex digits), made once with it: read stores record
+    # it, so that views built from another store are refused.
+    (
+        "CREATE TABLE store_identity (identity TEXT PRIMARY KEY)",
+        "INSERT INTO store_identity VALUES (lower(hex(randomblob(16))))",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
