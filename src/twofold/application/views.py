@@ -109,8 +109,29 @@ class ViewReader(Protocol):
 
 
 class ProjectionStatus(enum.Enum):
+    """Where a projection's runner stands. Transitions::
+
+        start ──▶ running ◀──────────── a batch commits ────────────┐
+                   │  │                                             │
+                   │  └── a handler or the store fails ──▶ retrying ┤
+                   │                                          │     │
+                   │       retries spent, on_error "stop"     │     │ retries spent, "park":
+                   │       (failures of the store itself      ▼     │ the event and the rest
+                   │       retry until they pass)         stopped   │ of its stream are parked
+                   │
+                   └── views of another event store, or a checkpoint
+                       beyond the log's head ──▶ refused
+
+        stopped, refused ── rebuild or reset ──▶ running
+
+    ``running``, ``retrying`` and ``stopped`` are stored with the projection, so every
+    process reports them; ``refused`` is found again at every start, by each process.
+    """
+
     RUNNING = "running"
+    RETRYING = "retrying"
     STOPPED = "stopped"
+    REFUSED = "refused"
     REBUILDING = "rebuilding"
 
 
@@ -123,9 +144,17 @@ class ProjectionState:
     checkpoint: int
     status: ProjectionStatus
     error: str | None = None
+    """Why it retries or stopped; while events are parked, the last parking's error."""
     updated_at: datetime | None = None
     last_event_at: datetime | None = None
     """``recorded_at`` of the last event applied: how fresh the views are."""
+    attempts: int = 0
+    """Failed attempts in a row while ``retrying``; 0 otherwise."""
+    parked: int = 0
+    """Events of the active copy in the dead letters."""
+    event_store: str | None = None
+    """The identity of the event store the active copy is built from (None: not yet
+    recorded, as in views written before twofold recorded it)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -171,8 +200,19 @@ class ReadStore(ViewReader, Protocol):
     ) -> None: ...
 
     async def set_status(
-        self, projection: str, status: ProjectionStatus, error: str | None = None
+        self,
+        projection: str,
+        status: ProjectionStatus,
+        error: str | None = None,
+        *,
+        attempts: int = 0,
     ) -> None: ...
+
+    async def bind_event_store(self, projection: str, generation: int, identity: str) -> str:
+        """Record that copy ``generation`` is built from the event store ``identity``,
+        unless another one is recorded for a copy that holds events already (checkpoint
+        above 0); return the identity recorded now."""
+        ...
 
     async def begin_rebuild(self, projection: str, collections: Sequence[Collection]) -> int:
         """Create empty tables for a new generation (checkpoint 0) and return its number."""
@@ -197,7 +237,8 @@ class ReadStore(ViewReader, Protocol):
         apply: ApplyBatch,
         positions: Sequence[int],
     ) -> None:
-        """Apply ``apply`` and delete the given dead letters in one transaction."""
+        """Apply ``apply`` and delete the given dead letters in one transaction (an
+        ``apply`` that does nothing skips them)."""
         ...
 
     async def close(self) -> None: ...

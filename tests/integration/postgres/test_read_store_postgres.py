@@ -244,6 +244,50 @@ class ReadStoreContract:
         with pytest.raises(UnknownProjectionError):
             await views.state("nobody")
 
+    async def test_retry_attempts_are_recorded_with_the_status(self, views: ReadStore) -> None:
+        await views.prepare("shop", [ORDERS])
+        await views.set_status("shop", ProjectionStatus.RETRYING, "store away", attempts=3)
+        state = await views.state("shop")
+        assert (state.status, state.error, state.attempts) == (
+            ProjectionStatus.RETRYING,
+            "store away",
+            3,
+        )
+        await views.set_status("shop", ProjectionStatus.RUNNING)
+        assert (await views.state("shop")).attempts == 0
+
+    async def test_parked_events_of_the_active_copy_are_counted(self, views: ReadStore) -> None:
+        await views.prepare("shop", [NOTES])
+        parked = [(record(2), "boom"), (record(3), "an earlier event of this stream is parked")]
+        await views.commit_batch(
+            "shop", 1, lambda tx: None, checkpoint=3, last_event_at=T0, parked=parked
+        )
+        assert (await views.state("shop")).parked == 2
+        await views.release_dead_letters("shop", 1, lambda tx: None, [2])
+        assert [s.parked for s in await views.states()] == [1]
+        generation = await views.begin_rebuild("shop", [NOTES])
+        await views.switch("shop", generation)
+        assert (await views.state("shop")).parked == 0
+
+    async def test_the_event_store_of_a_copy_is_recorded_once_it_holds_events(
+        self, views: ReadStore
+    ) -> None:
+        await views.prepare("shop", [NOTES])
+        assert (await views.state("shop")).event_store is None
+        assert await views.bind_event_store("shop", 1, "store-a") == "store-a"
+        # Nothing applied yet: another store may still take the copy.
+        assert await views.bind_event_store("shop", 1, "store-b") == "store-b"
+        await views.commit_batch("shop", 1, lambda tx: None, checkpoint=4, last_event_at=T0)
+        # Now the copy holds store-b's events: it stays store-b's.
+        assert await views.bind_event_store("shop", 1, "store-c") == "store-b"
+        assert (await views.state("shop")).event_store == "store-b"
+        generation = await views.begin_rebuild("shop", [NOTES])
+        assert await views.bind_event_store("shop", generation, "store-c") == "store-c"
+        await views.switch("shop", generation)
+        assert (await views.state("shop")).event_store == "store-c"
+        with pytest.raises(GenerationChangedError):
+            await views.bind_event_store("shop", 1, "store-c")  # that copy is gone
+
 
 @pytest.mark.postgres
 class TestPostgresReadStore(ReadStoreContract):
@@ -428,3 +472,23 @@ async def test_a_process_waiting_for_a_lease_holds_no_connection_for_it(
     assert await lease.try_acquire()
     assert await views.lease_taken(lease)
     await lease.release()
+
+
+@pytest.mark.postgres
+async def test_bookkeeping_of_an_earlier_twofold_is_migrated(
+    postgres_url: str, pg_schema: str
+) -> None:
+    store = await PostgresReadStore.open(postgres_url, schema=pg_schema)
+    await store.prepare("shop", [NOTES])
+    await store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # back to migration 1
+        conn.execute(f'ALTER TABLE "{pg_schema}".projections DROP COLUMN attempts')
+        conn.execute(f'ALTER TABLE "{pg_schema}".checkpoints DROP COLUMN event_store')
+        conn.execute(f'DELETE FROM "{pg_schema}".view_migrations WHERE version > 1')
+    store = await PostgresReadStore.open(postgres_url, schema=pg_schema)
+    try:
+        state = await store.state("shop")
+        assert (state.attempts, state.event_store, state.parked) == (0, None, 0)
+        assert await store.bind_event_store("shop", 1, "store-a") == "store-a"
+    finally:
+        await store.close()

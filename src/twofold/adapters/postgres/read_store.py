@@ -33,7 +33,7 @@ from twofold.adapters.postgres.checkpoints import (
 )
 from twofold.adapters.postgres.event_store import DEFAULT_SCHEMA, check_schema_name
 from twofold.adapters.postgres.lanes import Lane
-from twofold.adapters.postgres.leases import TAKEN, ProjectionLease
+from twofold.adapters.postgres.leases import TAKEN, ProjectionLease, lease_key
 from twofold.adapters.postgres.views_migrations import migrate_views
 from twofold.adapters.postgres.views_sql import ViewSchema
 from twofold.adapters.postgres.views_tx import decode_document
@@ -82,7 +82,9 @@ class PostgresReadStore:
         s = f'"{schema}"'
         self._q_states = (
             "SELECT p.name, p.generation, coalesce(c.position, 0), p.status, p.error, "
-            f"p.updated_at, p.last_event_at FROM {s}.projections p "
+            "p.updated_at, p.last_event_at, p.attempts, c.event_store, "
+            f"(SELECT count(*) FROM {s}.dead_letters d WHERE d.projection = p.name "
+            f"AND d.generation = p.generation) FROM {s}.projections p "
             f"LEFT JOIN {s}.checkpoints c ON c.projection = p.name AND c.generation = p.generation"
         )
         self._q_checkpoint = (
@@ -154,6 +156,12 @@ class PostgresReadStore:
         rows = await self._fetch(TAKEN, (lease.key, lease.key))
         return bool(rows and rows[0][0])
 
+    async def is_leased(self, projection: str) -> bool:
+        """Whether some process holds ``projection``'s lease, so runs it, now."""
+        key = lease_key(self._schema, projection)
+        rows = await self._fetch(TAKEN, (key, key))
+        return bool(rows and rows[0][0])
+
     # -- checkpoints across processes ------------------------------------------------------
 
     async def watch_checkpoints(self, callback: CheckpointCallback) -> None:
@@ -189,9 +197,22 @@ class PostgresReadStore:
         return [_state(row) for row in await self._fetch(self._q_states + " ORDER BY p.name")]
 
     async def set_status(
-        self, projection: str, status: ProjectionStatus, error: str | None = None
+        self,
+        projection: str,
+        status: ProjectionStatus,
+        error: str | None = None,
+        *,
+        attempts: int = 0,
     ) -> None:
-        await self._lane(projection).run(ops.set_status, self._schema, projection, status, error)
+        await self._lane(projection).run(
+            ops.set_status, self._schema, projection, status, error, attempts
+        )
+
+    async def bind_event_store(self, projection: str, generation: int, identity: str) -> str:
+        # On the admin lane: every process binds at start, most without running anything.
+        return await self._admin.run(
+            ops.bind_event_store, self._schema, projection, generation, identity
+        )
 
     async def checkpoint(self, projection: str, generation: int) -> int:
         rows = await self._fetch(self._q_checkpoint, (projection, generation))
@@ -332,4 +353,7 @@ def _state(row: tuple[Any, ...]) -> ProjectionState:
         error=row[4],
         updated_at=row[5],
         last_event_at=row[6],
+        attempts=row[7],
+        event_store=row[8],
+        parked=int(row[9]),
     )

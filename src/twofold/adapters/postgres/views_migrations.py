@@ -8,8 +8,10 @@ Once released, a migration is never edited; a change is a new migration.
 Layout (beside the view tables ``v_<collection>_g<generation>`` and the SQL views
 ``v_<collection>`` that name the active generations)::
 
-    projections    one row per projection: active generation, status, error, freshness
-    checkpoints    (projection, generation) -> position; no row: that copy is not written
+    projections    one row per projection: active generation, status, error, attempts,
+                   freshness
+    checkpoints    (projection, generation) -> position, and the identity of the event
+                   store the copy is built from; no row: that copy is not written
     dead_letters   parked events, per projection and generation
 """
 
@@ -59,6 +61,14 @@ VIEW_MIGRATIONS: tuple[tuple[int, str, tuple[LiteralString, ...]], ...] = (
                 PRIMARY KEY (projection, generation, position)
             )
             """,
+        ),
+    ),
+    (
+        2,
+        "retry attempts; the event store each copy is built from",
+        (
+            "ALTER TABLE {schema}.projections ADD COLUMN attempts integer NOT NULL DEFAULT 0",
+            "ALTER TABLE {schema}.checkpoints ADD COLUMN event_store text",
         ),
     ),
 )

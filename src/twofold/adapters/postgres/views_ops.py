@@ -29,6 +29,7 @@ from twofold.errors import GenerationChangedError, UnknownProjectionError
 
 __all__ = [
     "begin_rebuild",
+    "bind_event_store",
     "commit_batch",
     "decode_record",
     "prepare",
@@ -141,7 +142,11 @@ def prepare(conn: Conn, schema: str, projection: str, collections: Sequence[Coll
                 "VALUES (%s, 1, %s, now())",
                 (projection, ProjectionStatus.RUNNING.value),
             )
-            conn.execute(f'INSERT INTO "{schema}".checkpoints VALUES (%s, 1, 0)', (projection,))
+            conn.execute(
+                f'INSERT INTO "{schema}".checkpoints (projection, generation, position) '
+                "VALUES (%s, 1, 0)",
+                (projection,),
+            )
         else:
             generation = row[0]
         for collection in collections:
@@ -217,13 +222,40 @@ def release_dead_letters(
 
 
 def set_status(
-    conn: Conn, schema: str, projection: str, status: ProjectionStatus, error: str | None
+    conn: Conn,
+    schema: str,
+    projection: str,
+    status: ProjectionStatus,
+    error: str | None,
+    attempts: int,
 ) -> None:
     conn.execute(
-        f'UPDATE "{schema}".projections SET status = %s, error = %s, updated_at = now() '
-        "WHERE name = %s",
-        (status.value, error, projection),
+        f'UPDATE "{schema}".projections SET status = %s, error = %s, attempts = %s, '
+        "updated_at = now() WHERE name = %s",
+        (status.value, error, attempts, projection),
     )
+
+
+def bind_event_store(
+    conn: Conn, schema: str, projection: str, generation: int, identity: str
+) -> str:
+    """Record ``identity`` for the copy unless another holds it with events; the one kept."""
+    with conn.transaction():
+        # A copy that holds nothing yet (checkpoint 0) may change hands.
+        conn.execute(
+            f'UPDATE "{schema}".checkpoints SET event_store = %s WHERE projection = %s '
+            "AND generation = %s AND (event_store IS NULL OR position = 0) "
+            "AND event_store IS DISTINCT FROM %s",
+            (identity, projection, generation, identity),
+        )
+        row = conn.execute(
+            f'SELECT event_store FROM "{schema}".checkpoints WHERE projection = %s '
+            "AND generation = %s",
+            (projection, generation),
+        ).fetchone()
+    if row is None:
+        raise GenerationChangedError(projection, generation)
+    return str(row[0])
 
 
 def begin_rebuild(
@@ -240,7 +272,9 @@ def begin_rebuild(
             raise UnknownProjectionError(projection, views.projections())
         generation = int(row[0]) + 1
         conn.execute(
-            f'INSERT INTO "{schema}".checkpoints VALUES (%s, %s, 0)', (projection, generation)
+            f'INSERT INTO "{schema}".checkpoints (projection, generation, position) '
+            "VALUES (%s, %s, 0)",
+            (projection, generation),
         )
         for collection in collections:
             # A table left by a copy whose bookkeeping is gone must not seed this one.

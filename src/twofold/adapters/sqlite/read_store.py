@@ -59,12 +59,14 @@ CREATE TABLE IF NOT EXISTS twofold_projections (
     status TEXT NOT NULL,
     error TEXT,
     updated_at INTEGER,
-    last_event_at INTEGER
+    last_event_at INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS twofold_checkpoints (
     projection TEXT NOT NULL,
     generation INTEGER NOT NULL,
     position INTEGER NOT NULL,
+    event_store TEXT,
     PRIMARY KEY (projection, generation)
 );
 CREATE TABLE IF NOT EXISTS twofold_dead_letters (
@@ -78,6 +80,12 @@ CREATE TABLE IF NOT EXISTS twofold_dead_letters (
     PRIMARY KEY (projection, generation, position)
 );
 """
+# Columns added since the tables were first made: (table, column, definition). A file made
+# before gets them when opened (``_add_columns``).
+_ADDED_COLUMNS = (
+    ("twofold_projections", "attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("twofold_checkpoints", "event_store", "TEXT"),
+)
 
 
 class SQLiteReadStore:
@@ -115,7 +123,21 @@ class SQLiteReadStore:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.executescript(_BOOKKEEPING)
+        self._add_columns(conn)
         self._writer = conn
+
+    @staticmethod
+    def _add_columns(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")  # another process may be adding them too
+        try:
+            for table, column, definition in _ADDED_COLUMNS:
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         if self._closed:
@@ -162,7 +184,11 @@ class SQLiteReadStore:
                     "VALUES (?, 1, ?, ?)",
                     (projection, ProjectionStatus.RUNNING.value, to_us(None)),
                 )
-                conn.execute("INSERT INTO twofold_checkpoints VALUES (?, 1, 0)", (projection,))
+                conn.execute(
+                    "INSERT INTO twofold_checkpoints (projection, generation, position) "
+                    "VALUES (?, 1, 0)",
+                    (projection,),
+                )
             else:
                 generation = row[0]
             for collection in collections:
@@ -196,7 +222,9 @@ class SQLiteReadStore:
     def _states(self, projection: str | None) -> list[ProjectionState]:
         sql = (
             "SELECT p.name, p.generation, COALESCE(c.position, 0), p.status, p.error, "
-            "p.updated_at, p.last_event_at FROM twofold_projections p "
+            "p.updated_at, p.last_event_at, p.attempts, c.event_store, "
+            "(SELECT count(*) FROM twofold_dead_letters d WHERE d.projection = p.name "
+            "AND d.generation = p.generation) FROM twofold_projections p "
             "LEFT JOIN twofold_checkpoints c ON c.projection = p.name "
             "AND c.generation = p.generation"
         )
@@ -214,20 +242,59 @@ class SQLiteReadStore:
                 error=r[4],
                 updated_at=from_us(r[5]),
                 last_event_at=from_us(r[6]),
+                attempts=r[7],
+                event_store=r[8],
+                parked=r[9],
             )
             for r in rows
         ]
 
     async def set_status(
-        self, projection: str, status: ProjectionStatus, error: str | None = None
+        self,
+        projection: str,
+        status: ProjectionStatus,
+        error: str | None = None,
+        *,
+        attempts: int = 0,
     ) -> None:
-        await self._run(self._set_status, projection, status, error)
+        await self._run(self._set_status, projection, status, error, attempts)
 
-    def _set_status(self, projection: str, status: ProjectionStatus, error: str | None) -> None:
+    def _set_status(
+        self, projection: str, status: ProjectionStatus, error: str | None, attempts: int
+    ) -> None:
         self._w().execute(
-            "UPDATE twofold_projections SET status = ?, error = ?, updated_at = ? WHERE name = ?",
-            (status.value, error, to_us(None), projection),
+            "UPDATE twofold_projections SET status = ?, error = ?, attempts = ?, updated_at = ? "
+            "WHERE name = ?",
+            (status.value, error, attempts, to_us(None), projection),
         )
+
+    async def bind_event_store(self, projection: str, generation: int, identity: str) -> str:
+        recorded: str = await self._run(self._bind, projection, generation, identity)
+        return recorded
+
+    def _bind(self, projection: str, generation: int, identity: str) -> str:
+        conn = self._w()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # A copy that holds nothing yet (checkpoint 0) may change hands.
+            conn.execute(
+                "UPDATE twofold_checkpoints SET event_store = ? WHERE projection = ? "
+                "AND generation = ? AND (event_store IS NULL OR position = 0) "
+                "AND event_store IS NOT ?",
+                (identity, projection, generation, identity),
+            )
+            row = conn.execute(
+                "SELECT event_store FROM twofold_checkpoints WHERE projection = ? "
+                "AND generation = ?",
+                (projection, generation),
+            ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if row is None:
+            raise GenerationChangedError(projection, generation)
+        return str(row[0])
 
     async def checkpoint(self, projection: str, generation: int) -> int:
         row = await self._run(self._checkpoint, projection, generation)
@@ -340,7 +407,9 @@ class SQLiteReadStore:
                 raise UnknownProjectionError(projection, self.schema.projections())
             generation = int(row[0]) + 1
             conn.execute(
-                "INSERT INTO twofold_checkpoints VALUES (?, ?, 0)", (projection, generation)
+                "INSERT INTO twofold_checkpoints (projection, generation, position) "
+                "VALUES (?, ?, 0)",
+                (projection, generation),
             )
             for collection in collections:
                 self._create_collection(conn, collection, generation, active=False)
