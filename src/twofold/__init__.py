@@ -24,6 +24,7 @@ from twofold.application.repository import Repository
 from twofold.application.runner import ProjectionRunner
 from twofold.application.views import (
     Collection,
+    DeadLetter,
     ProjectionState,
     ProjectionStatus,
     ViewReader,
@@ -39,6 +40,8 @@ from twofold.errors import (
     ConcurrencyError,
     ConsistencyTimeoutError,
     DomainRuleError,
+    ForeignViewsError,
+    PositionBeyondHeadError,
     TwofoldError,
     ValidationError,
 )
@@ -61,10 +64,13 @@ __all__ = [
     "CommandResult",
     "ConcurrencyError",
     "ConsistencyTimeoutError",
+    "DeadLetter",
     "DomainRuleError",
     "Event",
+    "ForeignViewsError",
     "Metadata",
     "NewEvent",
+    "PositionBeyondHeadError",
     "PositionTracker",
     "Projection",
     "ProjectionRunner",

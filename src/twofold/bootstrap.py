@@ -108,7 +108,7 @@ async def bootstrap(service: Service, settings: Settings | None = None) -> App:
     repository = Repository(event_store, codec)
     commands = CommandBus(repository, middleware=default_middleware(idempotency))
     positions = PositionTracker()
-    queries = QueryBus(read_store, positions)
+    queries = QueryBus(read_store, positions, head=event_store.head_position)
     service.register(commands, queries)
     runners: list[ProjectionRunner] = []
     for projection in projections:

@@ -18,8 +18,10 @@ Each error carries the facts as attributes and a message that says what to do::
     │   ├── IdempotencyKeyReusedError the key was used before with another command
     │   └── HandlerNotFoundError      no handler is registered for the message type
     ├── QueryError
-    │   └── ConsistencyTimeoutError   a view did not reach min_position in time
+    │   ├── ConsistencyTimeoutError   a view did not reach min_position in time
+    │   └── PositionBeyondHeadError   min_position names a position the log does not have
     └── ProjectionError
+        ├── ForeignViewsError         the views were built from another event store; rebuild
         ├── GenerationChangedError    another process switched the views; reload and go on
         ├── ProjectionStoppedError    a projection stopped after its retries
         └── UnknownProjectionError    no projection of that name is registered
@@ -40,10 +42,12 @@ __all__ = [
     "DuplicateEventError",
     "EventStoreError",
     "FieldError",
+    "ForeignViewsError",
     "GenerationChangedError",
     "HandlerNotFoundError",
     "IdempotencyKeyReusedError",
     "IdempotencyKeyTakenError",
+    "PositionBeyondHeadError",
     "ProjectionError",
     "ProjectionStoppedError",
     "QueryError",
@@ -223,6 +227,18 @@ class ConsistencyTimeoutError(QueryError):
         )
 
 
+class PositionBeyondHeadError(QueryError):
+    """``min_position`` is beyond the log's head: no event has that position yet."""
+
+    def __init__(self, wanted: int, head: int) -> None:
+        self.wanted = wanted
+        self.head = head
+        super().__init__(
+            f"position {wanted} does not exist yet: the event log ends at position {head}; "
+            "pass a position that a command answered (its Twofold-Position)"
+        )
+
+
 class ProjectionError(TwofoldError):
     """A projection failed or is unknown."""
 
@@ -259,4 +275,20 @@ class UnknownProjectionError(ProjectionError):
         self.name = name
         super().__init__(
             f"no projection named {name!r}; known projections: {', '.join(sorted(known)) or 'none'}"
+        )
+
+
+class ForeignViewsError(ProjectionError):
+    """A projection's views do not belong to the event store: they were built from another
+    one, or they reflect positions the log does not have. The projection refuses to run and
+    queries refuse to read its views until they are rebuilt from this event store."""
+
+    def __init__(self, projection: str, reason: str) -> None:
+        self.projection = projection
+        self.reason = reason
+        super().__init__(
+            f"the views of projection {projection!r} do not belong to this event store: "
+            f"{reason}. Point TWOFOLD_EVENT_STORE back at the event store they were built "
+            "from, or rebuild them from this one: point TWOFOLD_READ_STORE at an empty read "
+            f"store (or delete this one) and start again, or call App.rebuild({projection!r})"
         )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
+from tests.e2e.conftest import running, shop_settings
 from tests.e2e.shop_client import created, fields, ok, order, problem, product, shop, user
+from twofold.examples.shop.http import api as shop_api
 
 SHIP = {"shipping_address": "1 Main St", "tracking_number": "T1"}
 
@@ -191,15 +195,28 @@ def test_list_users_needs_a_domain(client: httpx.Client) -> None:
     assert fields(problem(client.get("/api/users"), 422)) == {"email_domain"}
 
 
-def test_a_position_not_reached_in_time_is_503_with_the_view_position(
-    client: httpx.Client,
-) -> None:
+def test_a_position_not_reached_in_time_is_503_with_the_view_position(tmp_path: Path) -> None:
+    # Nothing runs the projections here, so the views stay behind the log.
+    settings = shop_settings(tmp_path, projections="off")
+    with running(shop_api.asgi(settings)) as url, httpx.Client(base_url=url) as client:
+        position = shop(client)
+        response = client.get(
+            "/api/orders/o1", params={"min_position": position, "timeout_ms": 50}
+        )
+    body = problem(response, 503)
+    assert response.headers["retry-after"] == "1"
+    assert body["projection"] == "orders"
+    assert body["position"] == 0 and body["min_position"] == position
+    assert body["behind"] == position
+
+
+def test_a_position_beyond_the_log_is_refused_as_not_existing_yet(client: httpx.Client) -> None:
     position = shop(client)
     response = client.get(
         "/api/orders/o1", params={"min_position": position + 10, "timeout_ms": 50}
     )
-    body = problem(response, 503)
-    assert response.headers["retry-after"] == "1"
-    assert body["projection"] == "orders"
+    body = problem(response, 422)
+    assert fields(body) == {"min_position"}
+    assert f"position {position + 10} does not exist yet" in body["detail"]
+    assert f"ends at position {position}" in body["detail"]
     assert body["position"] == position and body["min_position"] == position + 10
-    assert body["behind"] == 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +24,7 @@ from twofold import (
     AggregateNotFoundError,
     App,
     ConsistencyTimeoutError,
+    PositionBeyondHeadError,
     Settings,
     ValidationError,
     bootstrap,
@@ -52,14 +54,41 @@ async def test_query_with_min_position_reads_own_write(app: App) -> None:
     assert balance == Decimal("7.25")
 
 
-async def test_query_times_out_naming_how_far_behind(app: App) -> None:
+async def test_query_times_out_naming_how_far_behind(tmp_path: Path) -> None:
+    settings = Settings(
+        event_store="memory://", read_store=f"sqlite:///{tmp_path}/views.db", projections="off"
+    )
+    async with await bootstrap(BANK, settings) as idle:  # nothing applies the events
+        await idle.dispatch(OpenAccount(account_id="a1", owner="ann"))
+        result = await idle.dispatch(Deposit(account_id="a1", amount=Decimal(1)))
+        with pytest.raises(ConsistencyTimeoutError) as caught:
+            await idle.ask(GetBalance(account_id="a1"), min_position=result.position, timeout=0.05)
+    assert caught.value.projection == "balances"
+    assert caught.value.behind == 2
+    assert "2 behind" in str(caught.value)
+
+
+async def test_min_position_beyond_the_head_says_the_position_does_not_exist(app: App) -> None:
     await app.dispatch(OpenAccount(account_id="a1", owner="ann"))
     head = await app.event_store.head_position()
-    with pytest.raises(ConsistencyTimeoutError) as caught:
+    with pytest.raises(PositionBeyondHeadError) as caught:
         await app.ask(GetBalance(account_id="a1"), min_position=head + 5, timeout=0.05)
-    assert caught.value.projection == "balances"
-    assert caught.value.behind == 5
-    assert "5 behind" in str(caught.value)
+    assert (caught.value.wanted, caught.value.head) == (head + 5, head)
+    assert f"position {head + 5} does not exist yet" in str(caught.value)
+    assert f"ends at position {head}" in str(caught.value)
+
+
+async def test_closing_the_app_leaves_no_task_behind(tmp_path: Path) -> None:
+    settings = Settings(event_store="memory://", read_store=f"sqlite:///{tmp_path}/views.db")
+    app = await bootstrap(BANK, settings)
+    await app.start()
+    result = await app.dispatch(OpenAccount(account_id="a1", owner="ann"))
+    await app.wait_for_projections(result.position)  # the runner follows live events now
+    await app.close()
+    # A pending task left here is destroyed with the loop: "Task was destroyed but it is
+    # pending!" once per projection.
+    current = asyncio.current_task()
+    assert [t for t in asyncio.all_tasks() if t is not current and not t.done()] == []
 
 
 async def test_validation_rejects_before_anything_is_recorded(app: App) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,9 +16,11 @@ from twofold import (
     Collection,
     Event,
     NewEvent,
+    PositionTracker,
     Projection,
     ProjectionRunner,
     ProjectionStatus,
+    ValidationError,
     ViewTransaction,
     uuid7,
     when,
@@ -158,3 +164,150 @@ async def test_runner_restart_resumes_after_checkpoint_without_reapplying(
     await note(events, "s-1", "c")
     await restarted.catch_up()
     assert again.attempts == {"c": 1}
+
+
+class Watched:
+    """The read store, noting every status stored; its first ``failing`` commits fail as a
+    store that is away would."""
+
+    def __init__(self, inner: SQLiteReadStore, failing: int = 0) -> None:
+        self.inner = inner
+        self.failing = failing
+        self.statuses: list[tuple[ProjectionStatus, int, str | None]] = []
+
+    async def set_status(
+        self,
+        projection: str,
+        status: ProjectionStatus,
+        error: str | None = None,
+        *,
+        attempts: int = 0,
+    ) -> None:
+        self.statuses.append((status, attempts, error))
+        await self.inner.set_status(projection, status, error, attempts=attempts)
+
+    async def commit_batch(self, *args: Any, **kwargs: Any) -> None:
+        if self.failing:
+            self.failing -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        await self.inner.commit_batch(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class FlakyNotes(Notes):
+    """Fails on ``bad`` twice, then takes it."""
+
+    name = "flaky_notes"
+    collections = (Collection("flaky_notes", indexes={"stream": str}),)
+    retries = 5
+
+    @when(Noted)
+    def _noted(self, event: Noted, tx: ViewTransaction) -> None:
+        self.attempts[event.note] = self.attempts.get(event.note, 0) + 1
+        if event.note == "bad" and self.attempts["bad"] <= 2:
+            raise ValueError(f"cannot take bad\x00 yet ({self.attempts['bad']})")
+        tx.put("flaky_notes", event.note, {"stream": tx.record.stream_id})
+
+
+async def test_a_retrying_projection_says_so_then_runs_again(stores: tuple) -> None:
+    events, views = stores
+    watched = Watched(views)
+    runner = ProjectionRunner(
+        FlakyNotes(), event_store=events, read_store=watched, codec=Codec()  # type: ignore[arg-type]
+    )
+    for text in ("a", "bad", "c"):
+        await note(events, "s-1", text)
+    await runner.catch_up()
+    # Each attempt is stored as it starts: every process can report it.
+    assert [(status, attempts) for status, attempts, _ in watched.statuses] == [
+        (ProjectionStatus.RETRYING, 1),
+        (ProjectionStatus.RETRYING, 2),
+        (ProjectionStatus.RUNNING, 0),
+    ]
+    first_error = watched.statuses[0][2] or ""
+    assert first_error.startswith("position 2 (stream 's-1'): ValueError: cannot take bad")
+    assert "\x00" not in first_error  # a backend that cannot store NUL stores the error too
+    assert runner.checkpoint == 3 and runner.status is ProjectionStatus.RUNNING
+    state = await views.state("flaky_notes")
+    assert (state.status, state.attempts, state.error) == (ProjectionStatus.RUNNING, 0, None)
+
+
+async def test_a_store_failure_is_retried_with_backoff_and_reported(stores: tuple) -> None:
+    events, views = stores
+    watched = Watched(views, failing=2)
+    positions = PositionTracker()
+    runner = ProjectionRunner(
+        Notes(),
+        event_store=events,
+        read_store=watched,  # type: ignore[arg-type]
+        codec=Codec(),
+        positions=positions,
+    )
+    await note(events, "s-1", "a")
+    task = asyncio.create_task(runner.supervise(first_delay=0.01))
+    try:
+        await positions.wait(["notes"], 1, timeout=30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert [(status, attempts) for status, attempts, _ in watched.statuses] == [
+        (ProjectionStatus.RETRYING, 1),
+        (ProjectionStatus.RETRYING, 2),
+        (ProjectionStatus.RUNNING, 0),
+    ]
+    assert watched.statuses[0][2] == "OperationalError: disk I/O error"
+    assert (await views.state("notes")).status is ProjectionStatus.RUNNING
+
+
+async def test_parked_events_are_counted_with_the_last_error(stores: tuple) -> None:
+    events, views = stores
+    runner = ProjectionRunner(ParkingNotes(), event_store=events, read_store=views, codec=Codec())
+    await note(events, "s-1", "bad")
+    await note(events, "s-1", "after-bad")
+    await note(events, "s-2", "x")
+    await runner.catch_up()
+    state = await views.state("parking_notes")
+    assert state.status is ProjectionStatus.RUNNING and state.parked == 2
+    assert state.error == "position 1 (stream 's-1'): RuntimeError: cannot take bad"
+    # A restarted runner knows it too.
+    again = ProjectionRunner(ParkingNotes(), event_store=events, read_store=views, codec=Codec())
+    await again.start()
+    assert again.error == state.error
+
+
+async def test_skipping_parked_events_releases_their_stream(stores: tuple) -> None:
+    events, views = stores
+    runner = ProjectionRunner(ParkingNotes(), event_store=events, read_store=views, codec=Codec())
+    await note(events, "s-1", "bad")
+    await note(events, "s-1", "after-bad")
+    await note(events, "s-2", "bad-too")
+    await runner.catch_up()
+    assert [d.position for d in await runner.dead_letters()] == [1, 2, 3]
+
+    # A position that is not parked (here: not in that stream) changes nothing.
+    with pytest.raises(ValidationError) as caught:
+        await runner.skip_dead_letters(stream_id="s-1", positions=[1, 3])
+    assert "3 not parked in stream 's-1'" in str(caught.value)
+    assert [d.position for d in await runner.dead_letters()] == [1, 2, 3]
+
+    # Skipping the failing event alone keeps the rest of its stream parked, in order.
+    assert await runner.skip_dead_letters(positions=[1]) == 1
+    await note(events, "s-1", "later")
+    await runner.catch_up()
+    assert [d.position for d in await runner.dead_letters()] == [2, 3, 4]
+
+    # Once a stream has nothing parked, its events apply again; the others stay parked.
+    assert await runner.skip_dead_letters(stream_id="s-1") == 2
+    await note(events, "s-1", "again")
+    await runner.catch_up()
+    assert await views.get("parking_notes", "again") is not None
+    assert await views.get("parking_notes", "later") is None  # skipped: never applied
+    state = await views.state("parking_notes")
+    assert state.parked == 1 and "bad-too" in (state.error or "")
+
+    assert await runner.skip_dead_letters() == 1
+    state = await views.state("parking_notes")
+    assert (state.parked, state.error) == (0, None)

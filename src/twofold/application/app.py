@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from twofold.application.projections import Projection
 from twofold.application.queries import DEFAULT_TIMEOUT, QueryBus
 from twofold.application.repository import Repository
 from twofold.application.runner import ProjectionRunner
-from twofold.application.views import ReadStore
+from twofold.application.views import DeadLetter, ReadStore
 from twofold.codec import Codec
 from twofold.domain.messages import Command, Event, Metadata, Query
 from twofold.errors import UnknownProjectionError
@@ -98,7 +98,11 @@ class App:
             await runner.start()
         if self.run_projections:
             for runner in self.runners.values():
-                self._tasks.append(asyncio.create_task(runner.run(), name=f"run-{runner.name}"))
+                self._tasks.append(
+                    asyncio.create_task(
+                        runner.supervise(reload=False), name=f"run-{runner.name}"
+                    )
+                )
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -171,4 +175,34 @@ class App:
         await self.positions.wait(list(self.runners), position, timeout)
 
     async def rebuild(self, name: str) -> int:
+        """Replay the whole log into a fresh copy of ``name``'s views, then switch to it
+        (blue/green); it also ends a stop or a refusal. Returns the new checkpoint."""
         return await self.runner(name).rebuild()
+
+    # -- dead letters ---------------------------------------------------------------------
+    # Call them in the process that runs the projection (with TWOFOLD_PROJECTIONS=run): it
+    # keeps the parked streams in memory as it applies.
+
+    async def dead_letters(self, projection: str | None = None) -> list[DeadLetter]:
+        """The parked events of one projection, or of every one, in log order by projection."""
+        names = [projection] if projection is not None else sorted(self.runners)
+        letters: list[DeadLetter] = []
+        for name in names:
+            letters.extend(await self.runner(name).dead_letters())
+        return letters
+
+    async def retry_dead_letters(self, projection: str, *, stream_id: str | None = None) -> int:
+        """Apply ``projection``'s parked events again (all, or one stream's), in order;
+        return how many applied. A stream that still fails stays parked."""
+        return await self.runner(projection).retry_dead_letters(stream_id)
+
+    async def skip_dead_letters(
+        self,
+        projection: str,
+        *,
+        stream_id: str | None = None,
+        positions: Collection[int] | None = None,
+    ) -> int:
+        """Drop ``projection``'s parked events without applying them (all, one stream's,
+        or those at ``positions``); return how many were dropped."""
+        return await self.runner(projection).skip_dead_letters(stream_id, positions)

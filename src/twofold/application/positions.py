@@ -6,6 +6,9 @@ A projection applied inline (in the append's own transaction, single-database mo
 never behind a committed append: ``mark_inline`` it and no query waits for it.
 Runners in other processes feed ``advance`` through a watcher of the read store's
 checkpoints (LISTEN/NOTIFY on PostgreSQL, a change detector on SQLite).
+
+A projection whose views cannot be trusted (``refuse``: they belong to another event store)
+answers no query: ``check`` and ``wait`` raise its error until ``accept``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import heapq
 import itertools
 from collections.abc import Sequence
 
-from twofold.errors import ConsistencyTimeoutError
+from twofold.errors import ConsistencyTimeoutError, ProjectionError
 
 __all__ = ["PositionTracker"]
 
@@ -28,6 +31,7 @@ class PositionTracker:
         self._waiters: dict[str, list[tuple[int, int, asyncio.Future[None]]]] = {}
         self._counter = itertools.count()
         self._inline: set[str] = set()
+        self._refused: dict[str, ProjectionError] = {}
 
     def mark_inline(self, projection: str) -> None:
         """``projection`` commits with every append: waiting for it returns at once."""
@@ -35,6 +39,25 @@ class PositionTracker:
 
     def is_inline(self, projection: str) -> bool:
         return projection in self._inline
+
+    def refuse(self, projection: str, error: ProjectionError) -> None:
+        """Queries of ``projection`` fail with ``error`` (those waiting too) until ``accept``."""
+        self._refused[projection] = error
+        for _, _, future in self._waiters.pop(projection, []):
+            if not future.done():
+                future.set_exception(error)
+
+    def accept(self, projection: str) -> None:
+        """``projection``'s views may be read again."""
+        self._refused.pop(projection, None)
+
+    def check(self, projections: Sequence[str]) -> None:
+        """Raise the error of the first refused projection among ``projections``."""
+        if self._refused:
+            for name in projections:
+                error = self._refused.get(name)
+                if error is not None:
+                    raise error
 
     def position(self, projection: str) -> int:
         return self._positions.get(projection, 0)
@@ -61,6 +84,7 @@ class PositionTracker:
     async def wait(self, projections: Sequence[str], position: int, timeout: float) -> None:
         """Return once every projection reached ``position``; ConsistencyTimeoutError after
         ``timeout`` seconds, naming the projection that lags and by how much."""
+        self.check(projections)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for name in projections:

@@ -9,7 +9,10 @@ the projections whose views it reads::
     order = await bus.ask(GetOrder(order_id="o-1"), min_position=result.position)
 
 With ``min_position`` the bus first waits until every projection the query reads has
-committed that position (woken by the runners), so a client reads its own writes.
+committed that position (woken by the runners), so a client reads its own writes. A
+position the log does not have yet fails with PositionBeyondHeadError once the wait is
+over (the head is read then, never on the way of a query that need not wait), and a view
+that does not belong to the event store (ForeignViewsError) answers no query at all.
 
 A query may also have a JSON handler, ``(query, views) -> bytes | None``, answering with
 the answer's JSON as it is stored: a view document read with ``views.get_json``, unchanged.
@@ -29,7 +32,13 @@ from typing import Any, TypeVar
 from twofold.application.positions import PositionTracker
 from twofold.application.views import ViewReader
 from twofold.domain.messages import Query
-from twofold.errors import ConfigurationError, HandlerNotFoundError, ValidationError
+from twofold.errors import (
+    ConfigurationError,
+    ConsistencyTimeoutError,
+    HandlerNotFoundError,
+    PositionBeyondHeadError,
+    ValidationError,
+)
 
 __all__ = ["JsonHandler", "QueryBus", "QueryHandler"]
 
@@ -43,9 +52,18 @@ DEFAULT_TIMEOUT = 5.0
 class QueryBus:
     """Routes each query to its handler, after waiting for ``min_position`` if asked."""
 
-    def __init__(self, views: ViewReader, positions: PositionTracker) -> None:
+    def __init__(
+        self,
+        views: ViewReader,
+        positions: PositionTracker,
+        *,
+        head: Callable[[], Awaitable[int]] | None = None,
+    ) -> None:
         self.views = views
         self.positions = positions
+        self.head = head
+        """The log's head (``EventStore.head_position``), to tell a position that does not
+        exist yet from a view that lags."""
         self._routes: dict[type[Query[Any]], tuple[QueryHandler, tuple[str, ...]]] = {}
         self._json: dict[type[Query[Any]], JsonHandler] = {}
 
@@ -132,5 +150,14 @@ class QueryBus:
                 raise ValidationError({"min_position": "must be 0 or more"})
             if not (timeout >= 0 and math.isfinite(timeout)):
                 raise ValidationError({"timeout": "must be a finite number of seconds >= 0"})
-            await self.positions.wait(reads, min_position, timeout)
+            try:
+                await self.positions.wait(reads, min_position, timeout)
+            except ConsistencyTimeoutError:
+                if self.head is not None:
+                    head = await self.head()
+                    if min_position > head:
+                        raise PositionBeyondHeadError(min_position, head) from None
+                raise
+        else:
+            self.positions.check(reads)
         return handler

@@ -7,6 +7,15 @@ Failure policy, per projection: a failing event is retried ``retries`` times wit
 exponential backoff; then either the projection stops (``on_error = "stop"``) and reports,
 or the event is parked as a dead letter with every later event of its stream
 (``on_error = "park"``), so one stream's order is never broken while the others go on.
+A failure of the stores themselves (not of a handler) is retried by ``supervise`` with
+backoff until it passes. While it retries, the runner says so: status ``retrying``, the
+attempts and the last error, stored with the projection so every process reports them
+(the transitions are drawn on ``ProjectionStatus``).
+
+Views belong to one event store: the read store records the identity of the event store
+each copy is built from. At start, views of another event store, or a checkpoint beyond
+the log's head, make the runner refuse to run (status ``refused``) and queries refuse to
+read them (ForeignViewsError), until they are rebuilt from this event store.
 """
 
 from __future__ import annotations
@@ -14,19 +23,58 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
+from typing import Any
 
 from twofold.application.ports import EventStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import HandlerFailed, Projection, make_apply
 from twofold.application.records import RecordedEvent
-from twofold.application.views import DeadLetter, ProjectionState, ProjectionStatus, ReadStore
+from twofold.application.views import (
+    DeadLetter,
+    ProjectionState,
+    ProjectionStatus,
+    ReadStore,
+    ViewTransaction,
+)
 from twofold.codec import Codec
-from twofold.errors import GenerationChangedError, ProjectionStoppedError
+from twofold.errors import (
+    ForeignViewsError,
+    GenerationChangedError,
+    ProjectionStoppedError,
+    ValidationError,
+)
 
-__all__ = ["ProjectionRunner"]
+__all__ = ["ProjectionRunner", "describe_error", "foreign_views"]
 
 log = logging.getLogger("twofold.projections")
+
+RECHECK_INTERVAL = 5.0
+"""Seconds between looks at the stored state while stopped or refused (another process
+may have rebuilt the views)."""
+_HALTED = frozenset({ProjectionStatus.STOPPED, ProjectionStatus.REFUSED})
+_ERROR_LENGTH = 2000
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message``, storable as text by every backend (no NUL), and bounded."""
+    text = f"{type(error).__name__}: {error}".replace("\x00", "\\x00")
+    return text if len(text) <= _ERROR_LENGTH else text[: _ERROR_LENGTH - 1] + "\u2026"
+
+
+def foreign_views(recorded: str | None, identity: str, checkpoint: int, head: int) -> str | None:
+    """Why views at ``checkpoint``, recorded as built from event store ``recorded``, do not
+    belong to the event store ``identity`` whose log ends at ``head``; None when they do."""
+    if recorded is not None and recorded != identity and checkpoint > 0:
+        return (
+            f"they were built from event store {recorded}, and this event store is {identity}"
+        )
+    if checkpoint > head:
+        return (
+            f"they reflect the log up to position {checkpoint}, and this event store's log "
+            f"ends at position {head}"
+        )
+    return None
 
 
 class ProjectionRunner:
@@ -55,70 +103,169 @@ class ProjectionRunner:
         self.checkpoint = 0
         self.status = ProjectionStatus.RUNNING
         self.error: str | None = None
-        # Streams with parked events, per generation (a rebuild fills its own copy).
+        self.attempts = 0
+        # Streams with parked events, and the last parking's error, per generation (a
+        # rebuild fills its own copy).
         self._parked: dict[int, set[str]] = {}
+        self._park_errors: dict[int, str] = {}
         self._started = False
+        self._resumed = asyncio.Event()  # a rebuild ended a stop or a refusal
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> ProjectionState:
-        """Load the checkpoint and the parked streams; idempotent."""
+        """Load the checkpoint and the parked streams, and check that the views belong to
+        the event store; idempotent."""
         state = await self.read_store.prepare(self.name, self.projection.collections)
-        await self._adopt(state)
+        await self._reload(state)
         self._started = True
         return state
 
-    async def _adopt(self, state: ProjectionState) -> None:
+    async def _reload(self, state: ProjectionState | None = None) -> None:
+        """Take the stored state (``state``, or read it) as this runner's."""
+        if state is None:
+            state = await self.read_store.state(self.name)
+        letters = await self.read_store.dead_letters(self.name, state.generation)
+        refusal = await self._foreign(state)
+        # No await from here on: nobody sees a state half taken.
         self.generation = state.generation
         self.checkpoint = state.checkpoint
         self.status = state.status
         self.error = state.error
-        letters = await self.read_store.dead_letters(self.name, self.generation)
+        self.attempts = state.attempts
         self._parked = {self.generation: {letter.stream_id for letter in letters}}
+        self._park_errors = {}
+        if letters and state.error is not None and state.status is ProjectionStatus.RUNNING:
+            self._park_errors[self.generation] = state.error
         self.positions.reset(self.name, self.checkpoint)
+        if refusal is None:
+            self.positions.accept(self.name)
+            return
+        if self.status is not ProjectionStatus.REFUSED:
+            log.error("%s", refusal)
+        self.status = ProjectionStatus.REFUSED
+        self.error = str(refusal)
+        self.positions.refuse(self.name, refusal)
+
+    async def _foreign(self, state: ProjectionState) -> ForeignViewsError | None:
+        """Why the stored views do not belong to the event store, if they do not: built
+        from another one, or ahead of its log. Records the store's identity otherwise."""
+        identity = await self.event_store.identity()
+        head = await self.event_store.head_position()  # read after the checkpoint: no race
+        recorded: str | None = None
+        if state.checkpoint <= head:
+            recorded = await self.read_store.bind_event_store(
+                self.name, state.generation, identity
+            )
+        reason = foreign_views(recorded, identity, state.checkpoint, head)
+        return None if reason is None else ForeignViewsError(self.name, reason)
 
     async def run(self) -> None:
-        """Catch up, then follow live events until cancelled or stopped."""
+        """Catch up, then follow live events, until cancelled.
+
+        While stopped or refused it waits for a rebuild (in this process, or in another:
+        it looks at the stored state every ``RECHECK_INTERVAL`` seconds).
+        """
         if not self._started:
             await self.start()
-        if self.status is ProjectionStatus.STOPPED:
-            log.warning("projection %s is stopped: %s", self.name, self.error)
-            return
         while True:
+            if self.status in _HALTED:
+                log.warning("projection %s is %s: %s", self.name, self.status.value, self.error)
+                while self.status in _HALTED:
+                    await self._wait_for_resume()
+                continue
             await self.catch_up()
-            if self.stopped:
-                return
+            if self.status in _HALTED:
+                continue
             try:
                 await self._follow()
-                return
             except GenerationChangedError:
-                await self._adopt(await self.read_store.state(self.name))
+                await self._reload()
+                continue
+            if self.status not in _HALTED:
+                return  # the subscription ended: the store was closed
+
+    async def _wait_for_resume(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._resumed.wait(), RECHECK_INTERVAL)
+        self._resumed.clear()
+        if self.status in _HALTED:
+            async with self._lock:  # not in the middle of a rebuild's switch
+                await self._reload()
+
+    async def supervise(
+        self,
+        *,
+        fatal: tuple[type[BaseException], ...] = (),
+        first_delay: float = 0.5,
+        max_delay: float = 30.0,
+        reload: bool = True,
+    ) -> None:
+        """``run`` until cancelled; after an unexpected failure (the stores', not a
+        handler's: the projection's own policy covers those), report ``retrying`` with the
+        attempts and the error, and start again after a backoff of ``first_delay`` seconds
+        doubling up to ``max_delay``. Errors of a ``fatal`` type end it.
+
+        ``reload``: start by reading the stored state (another process may have moved the
+        checkpoint); False only right after ``start``.
+        """
+        while True:
+            try:
+                if reload or not self._started:
+                    await self.start()
+                reload = True  # after a failure, always
+                await self.run()
+                return
+            except fatal:
+                raise
+            except Exception as error:
+                delay = await self.failed(error, first_delay=first_delay, max_delay=max_delay)
+            await asyncio.sleep(delay)
+
+    async def failed(
+        self, error: BaseException, *, first_delay: float = 0.5, max_delay: float = 30.0
+    ) -> float:
+        """Report an unexpected failure (status ``retrying``, one more attempt); return
+        how long to wait before the next attempt."""
+        attempts = self.attempts + 1 if self.status is ProjectionStatus.RETRYING else 1
+        delay: float = min(first_delay * 2.0 ** min(attempts - 1, 16), max_delay)
+        log.error(
+            "projection %s failed (attempt %d); retrying in %.1fs",
+            self.name,
+            attempts,
+            delay,
+            exc_info=error,
+        )
+        await self._set(ProjectionStatus.RETRYING, describe_error(error), attempts)
+        return delay
 
     async def catch_up(self) -> int:
         """Apply every event already in the log; return the checkpoint reached."""
         if not self._started:
             await self.start()
         size = self.projection.batch_size
-        while self.status is not ProjectionStatus.STOPPED:
+        while self.status not in _HALTED:
             page = await self.event_store.read_all(after=self.checkpoint, limit=size)
             if not page:
                 break
             try:
                 await self.process(page)
             except GenerationChangedError:
-                await self._adopt(await self.read_store.state(self.name))
+                await self._reload()
+        if self.status is ProjectionStatus.RETRYING:
+            await self._settle()  # caught up: whatever failed works again
         return self.checkpoint
 
     async def _follow(self) -> None:
         queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(self.projection.batch_size * 4)
         subscription = self.event_store.subscribe(after=self.checkpoint)
         feeder = asyncio.create_task(_feed(subscription, queue), name=f"feed-{self.name}")
+        getter: asyncio.Future[RecordedEvent] | None = None
         try:
             while self.status is not ProjectionStatus.STOPPED:
                 getter = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait({getter, feeder}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
-                    getter.cancel()
                     feeder.result()  # the subscription ended: surface its error
                     return
                 batch = [getter.result()]
@@ -128,9 +275,13 @@ class ProjectionRunner:
                 if batch:
                     await self.process(batch)
         finally:
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeder
+            # Both end here, the pending get too: no task outlives the runner.
+            pending: list[asyncio.Future[Any]] = [feeder] if getter is None else [getter, feeder]
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
+            if not feeder.cancelled():
+                feeder.exception()  # seen (raised above, or lost to the error under way)
 
     @property
     def stopped(self) -> bool:
@@ -185,38 +336,72 @@ class ProjectionRunner:
         )
         if generation == self.generation:
             self.checkpoint = last.position
+            if self.status is ProjectionStatus.RETRYING:
+                await self._settle()  # a batch commits: running again (stored first)
             self.positions.advance(self.name, last.position)
 
     async def _retry(self, record: RecordedEvent, generation: int, failed: HandlerFailed) -> bool:
         """Retry one failing event with backoff; then apply the policy. True: go on."""
         error = failed.error
+        live = generation == self.generation
+        where = f"position {record.position} (stream {record.stream_id!r})"
         for attempt in range(self.projection.retries):
+            if live:
+                await self._set(
+                    ProjectionStatus.RETRYING, f"{where}: {describe_error(error)}", attempt + 1
+                )
             await asyncio.sleep(self.projection.retry_delay * (2**attempt))
             try:
                 await self._commit([record], generation)
                 return True
             except HandlerFailed as again:
                 error = again.error
-        reason = f"{type(error).__name__}: {error}"
+        reason = describe_error(error)
         if self.projection.on_error == "park":
-            log.warning("projection %s parks position %d: %s", self.name, record.position, reason)
+            log.warning("projection %s parks %s: %s", self.name, where, reason)
             self._parked.setdefault(generation, set()).add(record.stream_id)
+            self._park_errors[generation] = f"{where}: {reason}"
             await self._commit([record], generation, parked=[(record, reason)])
+            if live:
+                await self._settle()
             return True
-        if generation != self.generation:
+        if not live:
             # A rebuild never stops the live copy: it fails and the old copy keeps serving.
             raise ProjectionStoppedError(self.name, record.position, reason)
-        log.error("projection %s stops at position %d: %s", self.name, record.position, reason)
-        self.status = ProjectionStatus.STOPPED
-        self.error = f"position {record.position}: {reason}"
-        await self.read_store.set_status(self.name, ProjectionStatus.STOPPED, self.error)
+        log.error("projection %s stops at %s: %s", self.name, where, reason)
+        await self._set(
+            ProjectionStatus.STOPPED, f"{where}: {reason}", self.projection.retries + 1
+        )
         return False
+
+    # -- status ---------------------------------------------------------------------------
+
+    async def _set(self, status: ProjectionStatus, error: str | None, attempts: int) -> None:
+        """Change the status, and store it (for every process to report) when it changed.
+
+        Storing is best effort: while the store itself fails, this process still knows.
+        """
+        if (status, error, attempts) == (self.status, self.error, self.attempts):
+            return
+        self.status, self.error, self.attempts = status, error, attempts
+        try:
+            await self.read_store.set_status(self.name, status, error, attempts=attempts)
+        except Exception as failure:
+            log.warning("cannot store the status of projection %s: %s", self.name, failure)
+
+    async def _settle(self) -> None:
+        """Running, with the last parking's error while events of this copy are parked."""
+        if self.status in _HALTED:
+            return
+        error = None
+        if self._parked.get(self.generation):
+            error = self._park_errors.get(self.generation, "events are parked")
+        else:
+            self._park_errors.pop(self.generation, None)
+        await self._set(ProjectionStatus.RUNNING, error, 0)
 
     # -- operations -----------------------------------------------------------------------
 
-    def ensure_running(self) -> None:
-        if self.status is ProjectionStatus.STOPPED:
-            raise ProjectionStoppedError(self.name, self.checkpoint, self.error or "stopped")
 
     async def rebuild(self) -> int:
         """Replay the whole log into a fresh copy while the old one serves, then switch.
@@ -225,6 +410,9 @@ class ProjectionRunner:
         """
         collections = self.projection.collections
         generation = await self.read_store.begin_rebuild(self.name, collections)
+        await self.read_store.bind_event_store(
+            self.name, generation, await self.event_store.identity()
+        )
         checkpoint = 0
         self._parked[generation] = set()
         size = self.projection.batch_size
@@ -245,23 +433,32 @@ class ProjectionRunner:
                     checkpoint = page[-1].position
                 await self.read_store.switch(self.name, generation)
                 self._parked = {generation: self._parked.get(generation, set())}
+                self._park_errors = {
+                    g: e for g, e in self._park_errors.items() if g == generation
+                }
                 self.generation = generation
                 self.checkpoint = checkpoint
-                self.status = ProjectionStatus.RUNNING
-                self.error = None
+                # As the switch stored it; then the parkings of the new copy, if any.
+                self.status, self.error, self.attempts = ProjectionStatus.RUNNING, None, 0
                 self.positions.reset(self.name, checkpoint)
+                self.positions.accept(self.name)
+                await self._settle()
+                self._resumed.set()
         except BaseException:
             self._parked.pop(generation, None)
+            self._park_errors.pop(generation, None)
             raise
         return checkpoint
 
     async def dead_letters(self) -> list[DeadLetter]:
+        """The parked events of the active copy, in log order."""
         return await self.read_store.dead_letters(self.name, self.generation)
 
     async def retry_dead_letters(self, stream_id: str | None = None) -> int:
         """Apply parked events again, stream by stream, in order; return how many succeeded.
 
-        A stream whose first parked event fails again stays parked, whole.
+        A stream whose parked events still fail stays parked, whole. Once a stream has no
+        parked events left, its new events are applied again as they come.
         """
         released = 0
         async with self._lock:
@@ -284,7 +481,56 @@ class ProjectionRunner:
                     continue
                 self._parked.get(self.generation, set()).discard(stream)
                 released += len(records)
+            await self._settle()
         return released
+
+    async def skip_dead_letters(
+        self, stream_id: str | None = None, positions: Collection[int] | None = None
+    ) -> int:
+        """Drop parked events without applying them; return how many were dropped.
+
+        All of them, those of ``stream_id``, or those at ``positions`` (each must be parked,
+        in ``stream_id`` when it is given; otherwise nothing is dropped). A stream keeps
+        its other parked events, in order (retry or skip them too); once it has none left,
+        its new events are applied again. The views never see a skipped event, until a
+        rebuild replays the log.
+        """
+        wanted = None if positions is None else set(positions)
+        async with self._lock:
+            letters = await self.read_store.dead_letters(self.name, self.generation)
+            chosen = [
+                letter
+                for letter in letters
+                if (stream_id is None or letter.stream_id == stream_id)
+                and (wanted is None or letter.position in wanted)
+            ]
+            if wanted is not None:
+                missing = sorted(wanted - {letter.position for letter in chosen})
+                if missing:
+                    scope = f"stream {stream_id!r} of " if stream_id is not None else ""
+                    parked = ", ".join(str(d.position) for d in letters) or "none"
+                    raise ValidationError(
+                        {
+                            "positions": f"{', '.join(map(str, missing))} not parked in "
+                            f"{scope}projection {self.name!r} (parked: {parked}); "
+                            "nothing was skipped"
+                        }
+                    )
+            if chosen:
+                skipped = {letter.position for letter in chosen}
+                await self.read_store.release_dead_letters(
+                    self.name, self.generation, _apply_nothing, sorted(skipped)
+                )
+                still = {d.stream_id for d in letters if d.position not in skipped}
+                streams = self._parked.setdefault(self.generation, set())
+                streams.intersection_update(still)
+                log.warning(
+                    "projection %s skipped parked positions %s",
+                    self.name,
+                    ", ".join(map(str, sorted(skipped))),
+                )
+            await self._settle()
+        return len(chosen)
 
     def lag(self, head: int) -> int:
         return max(0, head - self.checkpoint)
@@ -295,3 +541,7 @@ async def _feed(
 ) -> None:
     async for record in subscription:
         await queue.put(record)
+
+
+def _apply_nothing(tx: ViewTransaction) -> None:
+    """What a skipped dead letter changes in the views."""

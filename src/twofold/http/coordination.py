@@ -150,6 +150,24 @@ class Coordinator:
         task.add_done_callback(_report)
         self._tasks.append(task)
 
+    def leader_alive(self) -> bool:
+        """Whether some process holds the projections' lock, so runs them, now."""
+        if self.leader:
+            return True
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            # A shared lock is refused while the leader holds its exclusive one. Held for
+            # an instant: a process contending then just tries again at its next turn.
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # releases the shared lock, if taken
+        return False
+
     # -- leading --------------------------------------------------------------------------
 
     def _try_lock(self) -> bool:
@@ -180,18 +198,10 @@ class Coordinator:
 
     async def _supervise(self, runner: ProjectionRunner) -> None:
         """Run one projection; after an unexpected failure (a store error, not a failing
-        handler: the projection's own policy covers those), start it again with backoff."""
-        delay = 0.5
-        while True:
-            try:
-                # Reload the checkpoint first: another process may have advanced it.
-                await runner.start()
-                await runner.run()
-                return  # stopped by its failure policy; health reports it
-            except Exception:
-                log.exception("projection %s failed; restarting in %.1fs", runner.name, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+        handler: the projection's own policy covers those), it reports ``retrying`` and
+        starts again with backoff. It reloads the checkpoint first: another process may
+        have advanced it."""
+        await runner.supervise()
 
     async def _watch(self, name: str) -> None:
         positions = self.app.positions

@@ -1,38 +1,64 @@
 """``GET /health``: where every projection stands, and whether the service keeps up.
 
 Read from the read store's bookkeeping and the event store's head, so every worker
-process answers the same whichever of them runs the projections. DOWN (503) when a
-projection is stopped or its oldest unapplied event has waited longer than the threshold.
+process answers the same whichever of them runs the projections.
+
+- DOWN (503): a projection is stopped, refuses views of another event store (``refused``),
+  or its oldest unapplied event has waited longer than the threshold.
+- DEGRADED (200): a projection retries (``retrying``, with its attempts and last error),
+  has parked events (``parked``, with the last parking's error), or no process runs it
+  (``unassigned``: TWOFOLD_PROJECTIONS=off everywhere, and no worker).
+- UP (200) otherwise.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
 
 from twofold.application.app import App
+from twofold.application.runner import foreign_views
 from twofold.application.views import ProjectionStatus
+from twofold.errors import ForeignViewsError
 
-__all__ = ["Health", "ProjectionHealth", "check_health"]
+__all__ = ["Attended", "Health", "ProjectionHealth", "check_health"]
+
+Attended = Callable[[str], Awaitable[bool]]
+"""``attended(projection)``: whether some process runs the projection now."""
+
+Level = Literal["UP", "DEGRADED", "DOWN"]
+Status = Literal["running", "retrying", "stopped", "refused", "rebuilding", "unassigned"]
+_RANK: dict[Level, int] = {"UP": 0, "DEGRADED": 1, "DOWN": 2}
+UNASSIGNED = (
+    "no process runs this projection (TWOFOLD_PROJECTIONS=off here and no other process "
+    "runs it): its views do not change; run one process with TWOFOLD_PROJECTIONS=run, or "
+    "`twofold worker` on PostgreSQL"
+)
 
 
 class ProjectionHealth(msgspec.Struct, frozen=True, kw_only=True):
     name: str
-    status: Literal["running", "stopped", "rebuilding"]
+    status: Status
     position: int
     """The projection's checkpoint: the last log position its views reflect."""
     lag_events: int
     """Events in the log after the checkpoint."""
     lag_seconds: float
     """How long the oldest of those events has waited; 0 when caught up."""
+    attempts: int = 0
+    """Failed attempts in a row while retrying."""
+    parked: int = 0
+    """Events in the dead letters (App.dead_letters lists them)."""
     error: str | None = None
+    """Why it retries, stopped or refuses; with parked events, the last parking's error."""
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
-    status: Literal["UP", "DOWN"]
+    status: Level
     head_position: int
     lag_threshold_seconds: float
     runs_projections: bool
@@ -42,12 +68,23 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     projections: list[ProjectionHealth]
 
 
-async def check_health(app: App, *, threshold: float, runs_projections: bool) -> Health:
+async def check_health(
+    app: App,
+    *,
+    threshold: float,
+    runs_projections: bool,
+    attended: Attended | None = None,
+) -> Health:
+    """The service's health; ``attended`` tells whether a projection runs anywhere (None:
+    assume it does)."""
+    states = await app.read_store.states()
+    # Read after the checkpoints, so a checkpoint is never above it unless it is foreign.
     head = await app.event_store.head_position()
+    identity = await app.event_store.identity()
     now = datetime.now(UTC)
     reports: list[ProjectionHealth] = []
-    up = True
-    for state in await app.read_store.states():
+    overall: Level = "UP"
+    for state in states:
         if state.name not in app.runners:
             continue  # bookkeeping of a projection this service no longer declares
         lag_events = max(0, head - state.checkpoint)
@@ -59,24 +96,46 @@ async def check_health(app: App, *, threshold: float, runs_projections: bool) ->
                 if recorded.tzinfo is None:
                     recorded = recorded.replace(tzinfo=UTC)
                 lag_seconds = round(max(0.0, (now - recorded).total_seconds()), 3)
-        stopped = state.status is ProjectionStatus.STOPPED
-        if stopped or lag_seconds > threshold:
-            up = False
+        status: Status = state.status.value
+        error = state.error
+        level: Level = "UP"
+        foreign = foreign_views(state.event_store, identity, state.checkpoint, head)
+        if foreign is not None:
+            status, error, level = "refused", str(ForeignViewsError(state.name, foreign)), "DOWN"
+        elif state.status is ProjectionStatus.STOPPED or lag_seconds > threshold:
+            level = "DOWN"
+        elif state.status is ProjectionStatus.RETRYING or state.parked:
+            level = "DEGRADED"
+        if (
+            status in ("running", "retrying")
+            and attended is not None
+            and not app.positions.is_inline(state.name)
+            and not await attended(state.name)
+        ):
+            status, error = "unassigned", UNASSIGNED
+            level = _worst(level, "DEGRADED")
+        overall = _worst(overall, level)
         reports.append(
             ProjectionHealth(
                 name=state.name,
-                status=state.status.value,
+                status=status,
                 position=state.checkpoint,
                 lag_events=lag_events,
                 lag_seconds=lag_seconds,
-                error=state.error,
+                attempts=state.attempts if status == "retrying" else 0,
+                parked=state.parked,
+                error=error,
             )
         )
     return Health(
-        status="UP" if up else "DOWN",
+        status=overall,
         head_position=head,
         lag_threshold_seconds=threshold,
         runs_projections=runs_projections,
         process_id=os.getpid(),
         projections=reports,
     )
+
+
+def _worst(a: Level, b: Level) -> Level:
+    return a if _RANK[a] >= _RANK[b] else b

@@ -24,7 +24,9 @@ from twofold.errors import (
     ConsistencyTimeoutError,
     DomainRuleError,
     FieldError,
+    ForeignViewsError,
     IdempotencyKeyReusedError,
+    PositionBeyondHeadError,
     ValidationError,
 )
 
@@ -152,6 +154,22 @@ def problem_for(error: BaseException, *, if_match: bool = False) -> ProblemError
                 "Precondition failed",
                 detail,
                 current_version=error.actual,
+            )
+        )
+    if isinstance(error, PositionBeyondHeadError):
+        found = invalid_input([FieldProblem("min_position", str(error))], str(error))
+        found.problem = msgspec.structs.replace(
+            found.problem, position=error.head, min_position=error.wanted
+        )
+        return found
+    if isinstance(error, ForeignViewsError):
+        return ProblemError(
+            problem(
+                503,
+                "foreign-views",
+                "Views of another event store",
+                str(error),
+                projection=error.projection,
             )
         )
     if isinstance(error, ConsistencyTimeoutError):

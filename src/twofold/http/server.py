@@ -71,6 +71,18 @@ class TwofoldRuntime(Runtime):
             return self.coordinator.leader
         return self.leased or (self.app is not None and self.app.run_projections)
 
+    async def attended(self, projection: str) -> bool:
+        """Whether some process runs ``projection`` now: this one, the holder of the
+        SQLite lock, or the holder of its PostgreSQL lease."""
+        if self.runs_projections:
+            return True
+        if self.coordinator is not None:
+            return self.coordinator.leader_alive()
+        is_leased = getattr(self.running().read_store, "is_leased", None)
+        if is_leased is not None:
+            return bool(await is_leased(projection))
+        return False
+
 
 def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
     runtime = TwofoldRuntime(body_limit=api.body_limit)
@@ -118,9 +130,12 @@ def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
         app = runtime.running()
         assert runtime.settings is not None
         report = await check_health(
-            app, threshold=runtime.settings.lag_threshold, runs_projections=runtime.runs_projections
+            app,
+            threshold=runtime.settings.lag_threshold,
+            runs_projections=runtime.runs_projections,
+            attended=runtime.attended,
         )
-        status = 200 if report.status == "UP" else 503
+        status = 503 if report.status == "DOWN" else 200
         return Response(_encoder.encode(report), status, media_type="application/json")
 
     async def openapi(_: Request) -> Response:

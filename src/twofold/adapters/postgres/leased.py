@@ -13,9 +13,9 @@ import logging
 import os
 from collections.abc import Sequence
 
+from twofold.adapters.postgres.lanes import LeaseLostError
 from twofold.adapters.postgres.read_store import PostgresReadStore
 from twofold.application.app import App
-from twofold.application.runner import ProjectionRunner
 from twofold.errors import ProjectionError
 
 __all__ = ["run_leased", "start_leased"]
@@ -35,7 +35,7 @@ def start_leased(
 
 async def run_leased(app: App, store: PostgresReadStore, name: str, retry_interval: float) -> None:
     """Take the lease on ``name`` when free, run the projection while it is held."""
-    template = app.runner(name)
+    runner = app.runner(name)
     while True:
         lease = store.lease(name)
         try:
@@ -45,18 +45,11 @@ async def run_leased(app: App, store: PostgresReadStore, name: str, retry_interv
                 await asyncio.sleep(retry_interval)
             log.info("process %d runs projection %s", os.getpid(), name)
             store.use_lane(name, lease.lane)
-            while True:
-                # A fresh runner: it reads the checkpoint the previous holder committed.
-                runner = ProjectionRunner(
-                    template.projection,
-                    event_store=app.event_store,
-                    read_store=store,
-                    codec=app.codec,
-                    positions=app.positions,
-                )
-                await runner.run()
-                # Stopped (its error is in the status): keep the lease, look again later.
-                await asyncio.sleep(retry_interval * 5)
+            # It reloads the checkpoint the previous holder committed, then runs; a failure
+            # of the store is retried with backoff (status retrying) while the lease holds.
+            # The app's own runner: its status is what this process reports.
+            await runner.supervise(fatal=(LeaseLostError,))
+            return  # the runner ended: its store was closed
         except asyncio.CancelledError:
             raise
         except ProjectionError as error:
