@@ -103,6 +103,16 @@ def test_if_match_with_the_current_version_succeeds(client: httpx.Client) -> Non
     assert answer["version"] == 2
 
 
+def test_if_match_takes_the_etag_of_a_read(client: httpx.Client) -> None:
+    position = user(client)["position"]
+    etag = client.get("/api/users/u1", params={"min_position": position}).headers["etag"]
+    answer = ok(client.post("/api/users/u1/name", json={"name": "B"}, headers={"If-Match": etag}))
+    assert answer["version"] == 2
+    # The same ETag is stale now: its version is 1.
+    stale = client.post("/api/users/u1/name", json={"name": "C"}, headers={"If-Match": etag})
+    assert problem(stale, 412)["current_version"] == 2
+
+
 def test_if_match_with_an_old_version_is_412_and_records_nothing(client: httpx.Client) -> None:
     shop(client)
     ok(client.post("/api/orders/o1/ship", json={"shipping_address": "a", "tracking_number": "t"}))

@@ -9,6 +9,7 @@ details; an unexpected one is logged and answered 500 without its internals.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -157,17 +158,29 @@ def _text(value: bytes, name: str) -> str:
 
 
 def _if_match(value: bytes | None) -> int | None:
-    """The version in ``If-Match: "3"`` (weak tags compare the same); None when absent."""
+    """The version in ``If-Match: "3"``, or in an ETag a query answered (``"3.<digest>"``:
+    its version counts); weak tags compare the same. None when absent."""
     if value is None:
         return None
     tag = value.strip()
     if tag.startswith(b"W/"):
         tag = tag[2:]
-    if len(tag) >= 3 and tag[:1] == b'"' and tag[-1:] == b'"' and tag[1:-1].isdigit():
-        return int(tag[1:-1])
+    if len(tag) >= 3 and tag[:1] == b'"' and tag[-1:] == b'"':
+        version, dot, digest = tag[1:-1].partition(b".")
+        if version.isdigit() and (not dot or (len(digest) == 16 and _is_hex(digest))):
+            return int(version)
     raise invalid_input(
-        [FieldProblem("If-Match", 'must be one entity tag holding a version, such as "3"')]
+        [
+            FieldProblem(
+                "If-Match",
+                'must be one entity tag holding a version, such as "3", or the ETag of a read',
+            )
+        ]
     )
+
+
+def _is_hex(text: bytes) -> bool:
+    return all(c in b"0123456789abcdef" for c in text)
 
 
 class CommandEndpoint:
@@ -310,6 +323,7 @@ class QueryEndpoint:
             out: list[tuple[bytes, bytes]] = []
             if self.cache_control is not None:
                 out.append((b"cache-control", self.cache_control))
+            version: Any = None
             if self.etag is not None:
                 if payload is not None:
                     assert self.tag_decoder is not None
@@ -318,17 +332,17 @@ class QueryEndpoint:
                     version = answer.get(self.etag)
                 else:
                     version = getattr(answer, self.etag, None)
-                if isinstance(version, int) and not isinstance(version, bool):
-                    tag = b'"%d"' % version
-                    out.append((b"etag", tag))
-                    if _matches(headers.get(b"if-none-match"), tag):
-                        await send({"type": "http.response.start", "status": 304, "headers": out})
-                        await send({"type": "http.response.body", "body": b""})
-                        return
             if payload is None:
                 if route.present is not None:
                     answer = route.present(answer)
                 payload = _answers.encode(answer)
+            if isinstance(version, int) and not isinstance(version, bool):
+                tag = _etag(version, payload)
+                out.append((b"etag", tag))
+                if _matches(headers.get(b"if-none-match"), tag):
+                    await send({"type": "http.response.start", "status": 304, "headers": out})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
         except Exception as error:
             await answer_problem(send, _problem(error, False), scope["path"])
             return
@@ -351,6 +365,14 @@ def _timeout(raw: str | None) -> float:
     raise invalid_input(
         [FieldProblem("timeout_ms", f"must be a whole number from 0 to {MAX_TIMEOUT_MS}")]
     )
+
+
+def _etag(version: int, payload: bytes) -> bytes:
+    """``"<version>.<digest>"``: the aggregate's version (what If-Match compares), and a
+    digest of the answer itself. A view also changes through other streams (an order shows
+    its customer's name, which a rename changes) and through a rebuild with new projection
+    code, at the same version: the digest changes with every byte of the answer."""
+    return b'"%d.%s"' % (version, hashlib.blake2b(payload, digest_size=8).hexdigest().encode())
 
 
 def _matches(if_none_match: bytes | None, tag: bytes) -> bool:

@@ -198,7 +198,11 @@ def _query_operation(route: QueryRoute, components: dict[str, Any]) -> dict[str,
     if route.cache_control is not None:
         headers["Cache-Control"] = _header({"type": "string"}, "How long the answer may be reused")
     if route.etag is not None:
-        headers["ETag"] = _header({"type": "string"}, 'The version of the answer, as "<version>"')
+        headers["ETag"] = _header(
+            {"type": "string"},
+            'The answer\'s version and a digest of it, as "<version>.<digest>": it changes '
+            "whenever the answer does; If-Match takes it too",
+        )
         parameters.append(
             {
                 "name": "If-None-Match",
