@@ -8,7 +8,8 @@ Runners in other processes feed ``advance`` through a watcher of the read store'
 checkpoints (LISTEN/NOTIFY on PostgreSQL, a change detector on SQLite).
 
 A projection whose views cannot be trusted (``refuse``: they belong to another event store)
-answers no query: ``check`` and ``wait`` raise its error until ``accept``.
+answers no query: the QueryBus ``check``s before it reads, and ``check`` raises its error
+until ``accept``. ``wait`` itself only waits (coordinators wait on positions too).
 """
 
 from __future__ import annotations
@@ -41,11 +42,8 @@ class PositionTracker:
         return projection in self._inline
 
     def refuse(self, projection: str, error: ProjectionError) -> None:
-        """Queries of ``projection`` fail with ``error`` (those waiting too) until ``accept``."""
+        """Queries of ``projection`` fail with ``error`` until ``accept``."""
         self._refused[projection] = error
-        for _, _, future in self._waiters.pop(projection, []):
-            if not future.done():
-                future.set_exception(error)
 
     def accept(self, projection: str) -> None:
         """``projection``'s views may be read again."""
@@ -84,7 +82,6 @@ class PositionTracker:
     async def wait(self, projections: Sequence[str], position: int, timeout: float) -> None:
         """Return once every projection reached ``position``; ConsistencyTimeoutError after
         ``timeout`` seconds, naming the projection that lags and by how much."""
-        self.check(projections)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for name in projections:

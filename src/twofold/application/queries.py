@@ -145,6 +145,7 @@ class QueryBus:
             raise HandlerNotFoundError(type(query).__name__)
         handler, reads = route
         query.validate()
+        self.positions.check(reads)
         if min_position is not None:
             if min_position < 0:
                 raise ValidationError({"min_position": "must be 0 or more"})
@@ -153,11 +154,10 @@ class QueryBus:
             try:
                 await self.positions.wait(reads, min_position, timeout)
             except ConsistencyTimeoutError:
+                self.positions.check(reads)  # refused while it waited
                 if self.head is not None:
                     head = await self.head()
                     if min_position > head:
                         raise PositionBeyondHeadError(min_position, head) from None
                 raise
-        else:
-            self.positions.check(reads)
         return handler
