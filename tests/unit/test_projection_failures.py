@@ -311,3 +311,35 @@ async def test_skipping_parked_events_releases_their_stream(stores: tuple) -> No
     assert await runner.skip_dead_letters() == 1
     state = await views.state("parking_notes")
     assert (state.parked, state.error) == (0, None)
+
+
+class SizedNotes(Projection):
+    """Writes each note's length in an int index: a huge one is more than SQLite can hold."""
+
+    name = "sized_notes"
+    collections = (Collection("sized_notes", indexes={"size": int}),)
+    retry_delay = 0.001
+    retries = 1
+    on_error = "park"
+
+    @when(Noted)
+    def _noted(self, event: Noted, tx: ViewTransaction) -> None:
+        size = 10**30 if event.note.startswith("huge") else len(event.note)
+        tx.put("sized_notes", event.note, {"size": size})
+
+
+async def test_what_the_store_refuses_is_parked_like_a_failing_handler(stores: tuple) -> None:
+    events, views = stores
+    runner = ProjectionRunner(SizedNotes(), event_store=events, read_store=views, codec=Codec())
+    for stream, text in [("s-1", "a"), ("s-2", "b"), ("s-1", "huge"), ("s-2", "c"), ("s-1", "d")]:
+        await note(events, stream, text)
+    await runner.catch_up()  # one batch: the store refuses it whole, then the culprit alone
+    assert runner.status is ProjectionStatus.RUNNING and runner.checkpoint == 5
+    assert [await views.get("sized_notes", k) for k in ("a", "b", "c")] == [
+        {"size": 1},
+        {"size": 1},
+        {"size": 1},
+    ]
+    letters = await runner.dead_letters()
+    assert [(d.position, d.stream_id) for d in letters] == [(3, "s-1"), (5, "s-1")]
+    assert letters[0].error.startswith("OverflowError")

@@ -297,16 +297,42 @@ class ProjectionRunner:
     async def _process(self, records: list[RecordedEvent], generation: int) -> None:
         pending = records
         while pending:
-            try:
-                await self._commit(pending, generation)
+            failed = await self._commit_until_failure(pending, generation)
+            if failed is None:
                 return
-            except HandlerFailed as failed:
-                done, failing = pending[: failed.index], pending[failed.index]
-                if done:
-                    await self._commit(done, generation)
-                if not await self._retry(failing, generation, failed):
-                    return
-                pending = pending[failed.index + 1 :]
+            index, error = failed
+            if not await self._retry(pending[index], generation, error):
+                return
+            pending = pending[index + 1 :]
+
+    async def _commit_until_failure(
+        self, records: list[RecordedEvent], generation: int
+    ) -> tuple[int, BaseException] | None:
+        """Commit ``records``; if an event fails, commit those before it and return its
+        index and error. An event fails when its handler raises, or when the read store
+        refuses what it wrote (``ReadStore.rejects``: text PostgreSQL cannot hold, say),
+        found by committing halves. Any other error of the store is raised: it is the
+        store's, not the event's, and ``supervise`` retries it."""
+        try:
+            await self._commit(records, generation)
+            return None
+        except HandlerFailed as failed:
+            if failed.index:
+                before = await self._commit_until_failure(records[: failed.index], generation)
+                if before is not None:
+                    return before
+            return failed.index, failed.error
+        except Exception as error:
+            if not self.read_store.rejects(error):
+                raise
+            if len(records) == 1:
+                return 0, error
+        half = len(records) // 2
+        first = await self._commit_until_failure(records[:half], generation)
+        if first is not None:
+            return first
+        second = await self._commit_until_failure(records[half:], generation)
+        return None if second is None else (half + second[0], second[1])
 
     async def _commit(
         self,
@@ -340,9 +366,8 @@ class ProjectionRunner:
                 await self._settle()  # a batch commits: running again (stored first)
             self.positions.advance(self.name, last.position)
 
-    async def _retry(self, record: RecordedEvent, generation: int, failed: HandlerFailed) -> bool:
+    async def _retry(self, record: RecordedEvent, generation: int, error: BaseException) -> bool:
         """Retry one failing event with backoff; then apply the policy. True: go on."""
-        error = failed.error
         live = generation == self.generation
         where = f"position {record.position} (stream {record.stream_id!r})"
         for attempt in range(self.projection.retries):
@@ -351,11 +376,10 @@ class ProjectionRunner:
                     ProjectionStatus.RETRYING, f"{where}: {describe_error(error)}", attempt + 1
                 )
             await asyncio.sleep(self.projection.retry_delay * (2**attempt))
-            try:
-                await self._commit([record], generation)
+            failed = await self._commit_until_failure([record], generation)
+            if failed is None:
                 return True
-            except HandlerFailed as again:
-                error = again.error
+            error = failed[1]
         reason = describe_error(error)
         if self.projection.on_error == "park":
             log.warning("projection %s parks %s: %s", self.name, where, reason)

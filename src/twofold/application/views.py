@@ -241,4 +241,10 @@ class ReadStore(ViewReader, Protocol):
         ``apply`` that does nothing skips them)."""
         ...
 
+    def rejects(self, error: BaseException) -> bool:
+        """Whether ``error``, raised by ``commit_batch``, is this store refusing what the
+        batch wrote (it would refuse it again), rather than failing itself. The runner then
+        finds the event that wrote it and applies its failure policy to it."""
+        ...
+
     async def close(self) -> None: ...

@@ -23,6 +23,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
+import psycopg
+
 from twofold.adapters.postgres import views_ops as ops
 from twofold.adapters.postgres._pool import ConnectionPool
 from twofold.adapters.postgres.checkpoints import (
@@ -173,6 +176,13 @@ class PostgresReadStore:
 
     async def _active_checkpoints(self) -> dict[str, int]:
         return {state.name: state.checkpoint for state in await self.states()}
+
+    def rejects(self, error: BaseException) -> bool:
+        # SQLSTATE class 22 (data exception: a NUL in text, a number out of range...) and
+        # 54 (a program limit: an index row too large); a document that is not JSON.
+        return isinstance(
+            error, psycopg.DataError | psycopg.errors.ProgramLimitExceeded | msgspec.EncodeError
+        )
 
     # -- bookkeeping ----------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
+
 from twofold.adapters.sqlite.views_sql import (
     ViewSchema,
     collection_table,
@@ -162,6 +164,11 @@ class SQLiteReadStore:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+    def rejects(self, error: BaseException) -> bool:
+        # Text or a blob over SQLite's limits; an int index value beyond 64 bits; a document
+        # that is not JSON.
+        return isinstance(error, sqlite3.DataError | OverflowError | msgspec.EncodeError)
 
     # -- bookkeeping ----------------------------------------------------------------------
 
