@@ -10,6 +10,10 @@ projection     collections (indexes)
 ``blog``       ``posts`` (author_id, created_at), ``blog_authors``,
                ``post_commenters`` (user_id)
 =============  =======================================================================
+
+Each parks an event that fails after its retries, with the rest of its stream, so one
+poison event never stops a view for every other stream (``App.dead_letters`` lists them,
+``retry_dead_letters`` and ``skip_dead_letters`` release them; ``/health`` says DEGRADED).
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ class BlogProjection(Projection):
     """
 
     name = "blog"
+    on_error = "park"  # a poison event waits in the dead letters; other streams go on
     collections = (
         Collection(POSTS, indexes={"author_id": str, "created_at": str}),
         Collection(BLOG_AUTHORS),

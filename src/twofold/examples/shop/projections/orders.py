@@ -57,6 +57,7 @@ class OrderProjection(Projection):
     """
 
     name = "orders"
+    on_error = "park"  # a poison event waits in the dead letters; other streams go on
     collections = (
         Collection(ORDERS, indexes={"customer_id": str, "status": str, "created_at": str}),
         Collection(CUSTOMER_STATISTICS),

@@ -17,6 +17,7 @@ class ProductProjection(Projection):
     """``products``: {product_id, name, price, created_at, updated_at, version}."""
 
     name = "products"
+    on_error = "park"  # a poison event waits in the dead letters; other streams go on
     collections = (Collection(PRODUCTS),)
 
     @when(ProductAdded)

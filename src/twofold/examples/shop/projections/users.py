@@ -34,6 +34,7 @@ class UserProjection(Projection):
     """
 
     name = "users"
+    on_error = "park"  # a poison event waits in the dead letters; other streams go on
     collections = (Collection(USER_PROFILES, indexes={"email_domain": str, "created_at": str}),)
 
     @when(UserCreated)
