@@ -144,6 +144,24 @@ def test_views_of_another_event_store_are_refused(
         assert "were built from event store" in users["error"]
 
 
+def test_a_checkpoint_beyond_the_head_is_refused(
+    postgres_url: str, pg_schema: str, target: str
+) -> None:
+    settings = Settings(event_store=target, read_store=target)
+    with running(shop_api.asgi(settings)) as url, httpx.Client(base_url=url) as client:
+        user(client, "a")
+        last = user(client, "b")
+        ok(client.get("/api/users/b", params={"min_position": last["position"]}))
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # the log lost, say, to a restore
+        conn.execute(f'TRUNCATE "{pg_schema}".events')
+    with running(shop_api.asgi(settings)) as url, httpx.Client(base_url=url) as client:
+        problem(client.get("/api/users/a"), 503)
+        users = projection(client.get("/health").json(), "users")
+        assert users["status"] == "refused"
+        assert f"up to position {last['position']}" in users["error"]
+        assert "ends at position 0" in users["error"]
+
+
 def test_a_view_changed_by_another_stream_gets_another_etag(target: str) -> None:
     settings = Settings(event_store=target, read_store=target)
     with running(shop_api.asgi(settings)) as url, httpx.Client(base_url=url) as client:
@@ -162,3 +180,14 @@ def test_a_view_changed_by_another_stream_gets_another_etag(target: str) -> None
         assert after.headers["etag"] != before.headers["etag"]
         fresh = client.get("/api/orders/o1", headers={"If-None-Match": after.headers["etag"]})
         assert fresh.status_code == 304
+
+
+def test_a_position_beyond_the_log_is_refused_as_not_existing_yet(target: str) -> None:
+    settings = Settings(event_store=target, read_store=target)
+    with running(shop_api.asgi(settings)) as url, httpx.Client(base_url=url) as client:
+        last = user(client)
+        wanted = last["position"] + 10
+        response = client.get("/api/users/u1", params={"min_position": wanted, "timeout_ms": 50})
+        body = problem(response, 422)
+        assert body["errors"][0]["field"] == "min_position"
+        assert f"position {wanted} does not exist yet" in body["detail"]
