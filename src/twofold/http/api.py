@@ -219,7 +219,8 @@ class HttpApi:
         ``params``: a msgspec Struct whose fields are the path parameters and the query
         parameters (text converted to the field types; 422 naming the field otherwise).
         ``response``: the answer's type, for the schema. ``etag``: the answer's field
-        holding its version; the answer then carries ``ETag: "<version>"`` and a matching
+        holding its version; the answer then carries ``ETag: "<version>.<digest>"`` (a
+        digest of the answer's bytes: it changes whenever the answer does) and a matching
         ``If-None-Match`` gets 304. ``present(answer)``: reshape the answer before encoding.
         ``min_position`` and ``timeout_ms`` are added to every query route.
         """
