@@ -18,6 +18,9 @@ The event's ``data`` (JSON) is the message body, untouched; everything else is a
     ce_traceparent     W3C trace context (CloudEvents distributed tracing), when the event's
     ce_tracestate      metadata carries ``traceparent``/``tracestate``
     ce_metadata        the whole metadata JSON, when it is not empty
+    ce_skipped         "true" on a marker the relay sends in place of an event an operator
+                       skipped (its body is empty): consumers count the stream's version
+                       and apply nothing
 
 Header values are text. A value with a character outside printable ASCII, or with ``%``, is
 percent-encoded as UTF-8 (the rule of the CloudEvents HTTP binding), so that NATS headers,
@@ -70,6 +73,8 @@ class BusMessage:
     record: RecordedEvent
     sequence: int
     source: str = DEFAULT_SOURCE
+    skipped: bool = False
+    """A marker for an event an operator skipped: it carries no data and applies nothing."""
 
     @property
     def event_id(self) -> str:
@@ -81,11 +86,14 @@ class BusMessage:
 
     @property
     def body(self) -> bytes:
-        return self.record.data
+        return b"" if self.skipped else self.record.data
 
     def headers(self) -> dict[str, str]:
         """The message's headers, as in the module's table."""
-        return encode_headers(self.record, sequence=self.sequence, source=self.source)
+        headers = encode_headers(self.record, sequence=self.sequence, source=self.source)
+        if self.skipped:
+            headers["ce_skipped"] = "true"
+        return headers
 
 
 def encode_headers(record: RecordedEvent, *, sequence: int, source: str) -> dict[str, str]:
@@ -175,4 +183,9 @@ def decode_message(headers: Mapping[str, str | bytes], body: bytes) -> BusMessag
         recorded_at=recorded_at,
     )
     source = unquote(text.get("ce_source", DEFAULT_SOURCE))
-    return BusMessage(record=record, sequence=numbers["ce_sequence"], source=source)
+    skipped = text.get("ce_skipped") == "true"
+    if skipped:
+        record = msgspec.structs.replace(record, data=b"null")
+    return BusMessage(
+        record=record, sequence=numbers["ce_sequence"], source=source, skipped=skipped
+    )

@@ -1,0 +1,59 @@
+"""An in-memory broker behind the Publisher port, for unit tests of the relay."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+from twofold.application.relay.errors import BrokerUnavailableError, MessageRefusedError
+from twofold.application.relay.message import BusMessage
+
+
+class FakePublisher:
+    destination = "fake://broker/twofold"
+
+    def __init__(self, *, seed: int = 1) -> None:
+        self.held: list[BusMessage] = []
+        self.down = False
+        self.refuse: Callable[[BusMessage], bool] = lambda message: False
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.streams_in_flight: dict[str, int] = {}
+        self.max_per_stream = 0
+        self.attempts = 0
+        self._rng = random.Random(seed)
+        self.opened = 0
+        self.closed = 0
+        self.failed = asyncio.Event()
+        """Set at each failure the broker reports; tests clear it and wait for the next."""
+
+    async def open(self) -> None:
+        if self.down:
+            self.failed.set()
+            raise BrokerUnavailableError(self.destination, "connection refused")
+        self.opened += 1
+
+    async def publish(self, message: BusMessage) -> None:
+        self.attempts += 1
+        stream = message.stream_id
+        self.in_flight += 1
+        self.streams_in_flight[stream] = self.streams_in_flight.get(stream, 0) + 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.max_per_stream = max(self.max_per_stream, self.streams_in_flight[stream])
+        try:
+            # Acknowledgements come back in a shuffled order, as from a real broker.
+            for _ in range(self._rng.randrange(4)):
+                await asyncio.sleep(0)
+            if self.down:
+                self.failed.set()
+                raise BrokerUnavailableError(self.destination, "connection reset")
+            if self.refuse(message):
+                raise MessageRefusedError(self.destination, message.event_id, "too large")
+            self.held.append(message)
+        finally:
+            self.in_flight -= 1
+            self.streams_in_flight[stream] -= 1
+
+    async def close(self) -> None:
+        self.closed += 1
