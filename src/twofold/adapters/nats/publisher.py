@@ -19,6 +19,7 @@ URL: ``nats://[user:password@]host:4222?stream=TWOFOLD&prefix=twofold&timeout=5`
 from __future__ import annotations
 
 import dataclasses
+import logging
 from urllib.parse import quote
 
 import nats
@@ -32,7 +33,13 @@ from twofold.adapters._bus_url import BusUrl
 from twofold.application.relay.errors import BrokerUnavailableError, MessageRefusedError
 from twofold.application.relay.message import BusMessage
 
-__all__ = ["NatsPublisher", "NatsSettings", "open_nats_publisher", "subject_token"]
+__all__ = [
+    "NatsPublisher",
+    "NatsSettings",
+    "connection_error",
+    "open_nats_publisher",
+    "subject_token",
+]
 
 # JetStream error codes that refuse a message for good, not for now.
 _REFUSED = {10054: "the message is larger than the stream's max_msg_size"}
@@ -112,6 +119,7 @@ class NatsPublisher:
                     connect_timeout=self.settings.connect_timeout,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.2,
+                    error_cb=connection_error,
                     allow_reconnect=True,
                 )
             except (OSError, nats.errors.Error) as exc:
@@ -176,6 +184,14 @@ class NatsPublisher:
         self._stream_ready = False
         if nc is not None and not nc.is_closed:
             await nc.close()
+
+
+_log = logging.getLogger("twofold.relay")
+
+
+async def connection_error(exc: Exception) -> None:
+    """nats-py reports each failed reconnection here; one line, not a traceback each time."""
+    _log.info("nats: %s: %s", type(exc).__name__, exc)
 
 
 def _reason(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from twofold.adapters._bus_url import BusUrl
-from twofold.adapters.nats.publisher import NatsPublisher, NatsSettings
+from twofold.adapters.nats.publisher import NatsPublisher, NatsSettings, connection_error
 from twofold.application.relay.errors import BrokerUnavailableError
 from twofold.application.relay.message import decode_message
 from twofold.application.relay.source import Delivery
@@ -58,6 +58,7 @@ class NatsSource:
                     connect_timeout=nats_settings.connect_timeout,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.2,
+                    error_cb=connection_error,
                 )
             if self._sub is None:
                 # The relay makes the stream; a worker that starts first makes it the same way.
