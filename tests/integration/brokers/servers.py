@@ -127,21 +127,25 @@ class NatsServer(BrokerProcess):
 
 
 class RedisServer(BrokerProcess):
-    """``redis-server`` keeping nothing on disk."""
+    """``redis-server`` keeping nothing on disk; or, ``durable``, an append-only file synced
+    at every write in the test's folder, so that it keeps its streams across a restart."""
 
     name = "redis-server"
 
-    def __init__(self, folder: Path, binary: str) -> None:
+    def __init__(self, folder: Path, binary: str, *, durable: bool = False) -> None:
         super().__init__(folder)
         self.binary = binary
+        self.durable = durable
 
     def command(self) -> list[str]:
+        keep = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else [
+            "--appendonly", "no"]  # fmt: skip
         return [
             self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            *keep,
             "--dir", str(self.folder),
         ]  # fmt: skip
 

@@ -12,7 +12,7 @@ import pytest
 from tests.unit.relay.ledger import Ledger, ParkingLedger
 from twofold.adapters.sqlite.read_store import SQLiteReadStore
 from twofold.application.records import RecordedEvent, uuid7
-from twofold.application.relay.errors import MessageGapError
+from twofold.application.relay.errors import BrokerUnavailableError, MessageGapError
 from twofold.application.relay.message import BusMessage
 from twofold.application.relay.remote import BusProjectionRunner
 from twofold.application.relay.source import Delivery
@@ -155,3 +155,21 @@ async def test_a_failing_event_parks_with_the_rest_of_its_stream_when_the_policy
     letters = await views.dead_letters("ledger", worker.generation)
     assert [(d.stream_id, d.position) for d in letters] == [("a", 2), ("a", 4)]
     assert source.acked == [1, 2, 3, 4]
+
+
+class UnackingSource(FakeSource):
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        raise BrokerUnavailableError(self.destination, "connection reset")
+
+
+async def test_a_failed_acknowledgement_leaves_the_views_applied_and_the_worker_going(
+    views: SQLiteReadStore,
+) -> None:
+    log, source = Log(), UnackingSource()
+    batch = [log.deposit("a")]
+    worker = runner(views, source)
+    await worker.start()
+    await worker.process(batch)
+    await worker.process([*batch, log.deposit("a")])  # delivered again, with the next one
+    assert await views.get("ledger_accounts", "a") == {"balance": 2, "versions": [1, 2]}
+    assert not worker.stopped

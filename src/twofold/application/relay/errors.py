@@ -4,7 +4,7 @@ TwofoldError
 └── RelayError
     ├── MalformedMessageError     a delivered message is not one of twofold's
     ├── PublishError
-    │   ├── BrokerUnavailableError  the broker did not acknowledge; the relay retries
+    │   ├── BrokerUnavailableError  the broker did not answer; twofold retries
     │   └── MessageRefusedError     the broker refused this message for good; it parks
     └── MessageGapError           a bus-fed runner met a gap it cannot explain; it stops
 """
@@ -44,17 +44,18 @@ class PublishError(RelayError):
 
 
 class BrokerUnavailableError(PublishError):
-    """The broker did not acknowledge (down, unreachable, timed out): a passing failure.
+    """The broker did not answer (down, unreachable, timed out): a passing failure.
 
-    Nothing is lost: the event stays in the log and the relay publishes it again.
+    Nothing is lost: the event stays in the log and the relay publishes it again; a runner
+    fed by the bus receives it again.
     """
 
     def __init__(self, destination: str, reason: str) -> None:
         self.destination = destination
         self.reason = reason
         super().__init__(
-            f"{destination} did not acknowledge: {reason}; the relay retries with backoff "
-            "and resumes from its checkpoint when the broker is back"
+            f"{destination} is unavailable ({reason}); twofold retries with backoff and goes "
+            "on from where it stopped when the broker is back"
         )
 
 

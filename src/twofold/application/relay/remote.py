@@ -155,7 +155,11 @@ class BusProjectionRunner:
             except GenerationChangedError:
                 await self._adopt(await self.read_store.state(self.name))
         if not self.stopped:
-            await self.source.ack(deliveries)
+            try:
+                await self.source.ack(deliveries)
+            except PublishError as exc:
+                # Applied but not acknowledged: delivered again later, and dropped then.
+                log.warning("bus projection %s could not acknowledge: %s", self.name, exc)
 
     async def _process(self, messages: list[BusMessage]) -> None:
         pending = messages
