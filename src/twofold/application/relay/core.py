@@ -38,7 +38,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 
@@ -203,66 +202,37 @@ class Relay:
     # -- publishing -----------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        """Publish from the checkpoint on; return never, raise PublishError on a failure."""
+        """Publish from the checkpoint on; return never, raise PublishError on a failure.
+
+        One event wakes the loop for everything (a record read, a publish settled, a
+        request): each turn costs the same whatever the window's size.
+        """
         self._window.clear()
         self._held = None
         next_sequence = self._sequence + 1
-        queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(self.window)
+        signal = self._wakeup
+        incoming: deque[RecordedEvent] = deque()
+        room = asyncio.Event()
+        room.set()
         feeder = asyncio.create_task(
-            _feed(self.event_store.subscribe(after=self._position), queue),
+            _feed(self.event_store.subscribe(after=self._position), incoming, room, signal,
+                  self.window),
             name=f"relay-feed-{self.destination}",
-        )
+        )  # fmt: skip
+        feeder.add_done_callback(lambda _: signal.set())
+        finished: deque[asyncio.Task[None]] = deque()
+
+        def on_done(task: asyncio.Task[None]) -> None:
+            finished.append(task)
+            signal.set()
+
         tasks: dict[asyncio.Task[None], _Slot] = {}
         busy: set[str] = set()
-        getter: asyncio.Future[RecordedEvent] | None = None
         failure: PublishError | None = None
         try:
             while True:
-                if failure is not None and not tasks:
-                    raise failure
-                if self._requests and not tasks and not self._window:
-                    await self._serve_requests()
-                    next_sequence = self._sequence + 1
-                    continue
-                taking = failure is None and not self._requests and len(tasks) < self.window
-                held: RecordedEvent | None = self._held
-                if taking and held is not None and held.stream_id not in busy:
-                    self._held = None
-                    slot = await self._slot(held, next_sequence)
-                    self._window.append(slot)
-                    if slot.done:
-                        self._advance()
-                        continue
-                    next_sequence += 1
-                    busy.add(held.stream_id)
-                    message = BusMessage(
-                        record=held, sequence=slot.sequence or 0, source=self.source
-                    )
-                    task = asyncio.create_task(self.publisher.publish(message))
-                    tasks[task] = slot
-                    self._in_flight = len(tasks)
-                    continue
-                if taking and held is None and getter is None and not queue.empty():
-                    self._held = queue.get_nowait()
-                    continue
-                waiting: set[asyncio.Future[Any]] = set(tasks)
-                if taking and held is None:
-                    if getter is None:
-                        getter = asyncio.ensure_future(queue.get())
-                    waiting.add(getter)
-                waiting.add(feeder)
-                wake = asyncio.ensure_future(self._wakeup.wait())
-                waiting.add(wake)
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                wake.cancel()
-                self._wakeup.clear()
-                if feeder in done:
-                    feeder.result()  # the subscription failed: surface its error
-                    raise BrokerUnavailableError(self.destination, "the log subscription ended")
-                if getter is not None and getter in done:
-                    self._held = getter.result()
-                    getter = None
-                for task in [t for t in done if t in tasks]:
+                while finished:
+                    task = finished.popleft()
                     slot = tasks.pop(task)
                     busy.discard(slot.record.stream_id)
                     failure = await self._settle(task, slot) or failure
@@ -270,14 +240,51 @@ class Relay:
                 self._advance()
                 if self._due():
                     await self._store_checkpoint()
+                if feeder.done():
+                    feeder.result()  # the subscription failed: surface its error
+                    raise BrokerUnavailableError(self.destination, "the log subscription ended")
+                if failure is not None:
+                    if not tasks:
+                        raise failure
+                elif self._requests:
+                    if not tasks and not self._window:
+                        await self._serve_requests()
+                        next_sequence = self._sequence + 1
+                        continue
+                else:
+                    while len(tasks) < self.window:
+                        if self._held is None:
+                            if not incoming:
+                                break
+                            self._held = incoming.popleft()
+                            room.set()
+                        held = self._held
+                        if held.stream_id in busy:
+                            break  # its stream's previous message is not acknowledged yet
+                        self._held = None
+                        slot = await self._slot(held, next_sequence)
+                        self._window.append(slot)
+                        if slot.done:
+                            self._advance()
+                            continue
+                        next_sequence += 1
+                        busy.add(held.stream_id)
+                        message = BusMessage(record=held, sequence=next_sequence - 1,
+                                             source=self.source)  # fmt: skip
+                        task = asyncio.create_task(self.publisher.publish(message))
+                        tasks[task] = slot
+                        task.add_done_callback(on_done)
+                    self._in_flight = len(tasks)
+                if finished:
+                    continue
+                await signal.wait()
+                signal.clear()
         finally:
-            for pending in (*tasks, getter, feeder):
-                if pending is not None:
-                    pending.cancel()
-            for pending in (*tasks, getter, feeder):
-                if pending is not None:
-                    with contextlib.suppress(BaseException):
-                        await pending
+            for pending in (*tasks, feeder):
+                pending.cancel()
+            for pending in (*tasks, feeder):
+                with contextlib.suppress(BaseException):
+                    await pending
             self._in_flight = 0
 
     async def _slot(self, record: RecordedEvent, next_sequence: int) -> _Slot:
@@ -500,11 +507,20 @@ class Relay:
 
 
 async def _feed(
-    subscription: AsyncIterator[RecordedEvent], queue: asyncio.Queue[RecordedEvent]
+    subscription: AsyncIterator[RecordedEvent],
+    incoming: deque[RecordedEvent],
+    room: asyncio.Event,
+    signal: asyncio.Event,
+    limit: int,
 ) -> None:
+    """Read the log into ``incoming``, at most ``limit`` ahead of the relay."""
     try:
         async for record in subscription:
-            await queue.put(record)
+            incoming.append(record)
+            signal.set()
+            if len(incoming) >= limit:
+                room.clear()
+                await room.wait()
     finally:
         aclose = getattr(subscription, "aclose", None)
         if aclose is not None:
