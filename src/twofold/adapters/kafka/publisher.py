@@ -97,6 +97,9 @@ class KafkaPublisher:
                 enable_idempotence=self.settings.idempotence,
                 request_timeout_ms=int(self.settings.timeout * 1000),
                 max_request_size=self.settings.max_message_bytes,
+                # A window of messages in flight shares few partitions: room for all of
+                # them in one batch per partition, or each send waits for the last to drain.
+                max_batch_size=max(self.settings.max_message_bytes, 1 << 18),
                 retry_backoff_ms=100,
             )
             try:

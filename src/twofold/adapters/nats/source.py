@@ -87,8 +87,8 @@ class NatsSource:
         assert self._sub is not None
         try:
             msgs = await self._sub.fetch(max_messages, timeout=timeout)
-        except nats.errors.TimeoutError:
-            return []
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []  # nothing came within the timeout
         except (OSError, nats.errors.Error) as exc:
             raise BrokerUnavailableError(self.destination, f"{type(exc).__name__}: {exc}") from exc
         return [Delivery(decode_message(m.headers or {}, m.data), m) for m in msgs]

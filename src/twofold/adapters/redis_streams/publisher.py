@@ -85,7 +85,7 @@ class RedisStreamsSettings:
         return self.stream
 
 
-_Pending = tuple[BusMessage, "asyncio.Future[None]"]
+_Pending = tuple[BusMessage, dict[Any, Any], "asyncio.Future[None]"]
 
 
 class RedisStreamsPublisher:
@@ -116,7 +116,8 @@ class RedisStreamsPublisher:
             raise BrokerUnavailableError(self.destination, _reason(exc)) from exc
 
     async def publish(self, message: BusMessage) -> None:
-        size = len(message.body) + sum(len(k) + len(v) for k, v in message.headers().items())
+        fields: dict[Any, Any] = message.headers()
+        size = len(message.body) + sum(len(k) + len(v) for k, v in fields.items())
         if size > self.settings.max_message_bytes:
             raise MessageRefusedError(
                 self.destination,
@@ -126,7 +127,8 @@ class RedisStreamsPublisher:
         if self._client is None:
             await self.open()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((message, future))
+        fields["data"] = message.body
+        self._queue.append((message, fields, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="redis-streams-publish")
         await future
@@ -138,16 +140,16 @@ class RedisStreamsPublisher:
                 await self._send(batch)
             except (OSError, redis.exceptions.RedisError) as exc:
                 failure = BrokerUnavailableError(self.destination, _reason(exc))
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(failure)
             except BaseException as exc:
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 raise
             else:
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_result(None)
 
@@ -157,9 +159,7 @@ class RedisStreamsPublisher:
             raise BrokerUnavailableError(self.destination, "the publisher is closed")
         pipe = client.pipeline(transaction=False)
         maxlen = self.settings.maxlen
-        for message, _ in batch:
-            fields: dict[Any, Any] = message.headers()
-            fields["data"] = message.body
+        for message, fields, _ in batch:
             if maxlen is None:
                 pipe.xadd(self.settings.key(message.stream_id), fields)
             else:

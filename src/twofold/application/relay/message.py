@@ -96,6 +96,12 @@ class BusMessage:
         return headers
 
 
+def _rfc3339(moment: datetime) -> str:
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
 def encode_headers(record: RecordedEvent, *, sequence: int, source: str) -> dict[str, str]:
     headers = {
         "content-type": CONTENT_TYPE,
@@ -104,7 +110,7 @@ def encode_headers(record: RecordedEvent, *, sequence: int, source: str) -> dict
         "ce_source": _text(source),
         "ce_type": _text(record.type),
         "ce_subject": _text(record.stream_id),
-        "ce_time": record.recorded_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "ce_time": _rfc3339(record.recorded_at),
         "ce_position": str(record.position),
         "ce_streamversion": str(record.stream_version),
         "ce_schemaversion": str(record.schema_version),
