@@ -251,3 +251,37 @@ async def test_status_reports_the_lag_in_events_and_in_seconds() -> None:
         await caught_up(relay, events)
         status = await relay.status()
     assert (status.lag_events, status.lag_seconds, status.published) == (0, 0.0, 3)
+
+
+class SlowStore(MemoryRelayStore):
+    """A checkpoint write that waits for the test: a disk whose fsync takes long."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.stored = asyncio.Event()
+        self.writes = 0
+
+    async def advance(self, destination: str, *, position: int, sequence: int) -> None:
+        self.writes += 1
+        await self.gate.wait()
+        await super().advance(destination, position=position, sequence=sequence)
+        self.stored.set()
+
+
+async def test_a_slow_checkpoint_write_does_not_hold_up_publishing() -> None:
+    events, publisher, store = InMemoryEventStore(), FakePublisher(), SlowStore()
+    await write(events, ["a", "b"], 5)
+    relay = fast_relay(events, publisher, store)
+    async with running(relay):
+        await caught_up(relay, events)
+        await write(events, ["a", "b"], 5)  # published while the first write still waits
+        await caught_up(relay, events)
+        assert len(publisher.held) == 20
+        assert store.writes == 1
+        store.gate.set()
+        # The last checkpoint is stored once the slow write is done, with no new event.
+        while (await store.checkpoint(publisher.destination)).position < 20:
+            store.stored.clear()
+            await asyncio.wait_for(store.stored.wait(), DEADLINE)
+    assert (await store.checkpoint(publisher.destination)).sequence == 20

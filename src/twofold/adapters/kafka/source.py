@@ -51,6 +51,9 @@ class KafkaSource:
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # The broker may hold a fetch until this much time passed (Tansu does): keep it
+            # short, as a message's lag to the views includes it.
+            fetch_max_wait_ms=50,
             request_timeout_ms=max(int(self.settings.timeout * 1000), 10000),
         )
         try:

@@ -11,6 +11,7 @@ pattern such as ``twofold.OrderPlaced.>``) into groups of one member each.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 
@@ -28,6 +29,9 @@ from twofold.application.relay.message import decode_message
 from twofold.application.relay.source import Delivery
 
 __all__ = ["NatsSource", "open_nats_source"]
+
+# How long the second fetch waits when nothing more is there (it returns at once otherwise).
+_NO_WAIT = 0.005
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +90,12 @@ class NatsSource:
             await self.open()
         assert self._sub is not None
         try:
-            msgs = await self._sub.fetch(max_messages, timeout=timeout)
+            # A fetch of many waits until it has them all or the time is up; a fetch of one
+            # returns with the first. So: wait for one, then take what is there already.
+            msgs = await self._sub.fetch(1, timeout=timeout)
+            if max_messages > 1:
+                with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
+                    msgs += await self._sub.fetch(max_messages - 1, timeout=_NO_WAIT)
         except (nats.errors.TimeoutError, TimeoutError):
             return []  # nothing came within the timeout
         except (OSError, nats.errors.Error) as exc:

@@ -140,6 +140,7 @@ class Relay:
         self._sequence = 0
         self._stored = (0, 0)
         self._stored_at = 0.0
+        self._storing: asyncio.Task[None] | None = None
         self._started = False
         self._parked_from: dict[str, int] = {}
         self._parked: dict[int, ParkedMessage] = {}
@@ -239,7 +240,7 @@ class Relay:
                 self._in_flight = len(tasks)
                 self._advance()
                 if self._due():
-                    await self._store_checkpoint()
+                    self._store_behind()
                 if feeder.done():
                     feeder.result()  # the subscription failed: surface its error
                     raise BrokerUnavailableError(self.destination, "the log subscription ended")
@@ -366,12 +367,35 @@ class Relay:
             return False
         return not self._window or time.monotonic() - self._stored_at >= self.checkpoint_interval
 
-    async def _store_checkpoint(self) -> None:
+    def _store_behind(self) -> None:
+        """Store the checkpoint without holding up publishing (a disk's fsync can take long);
+        one write at a time, and an error of the last one surfaces here."""
+        storing = self._storing
+        if storing is not None:
+            if not storing.done():
+                return
+            self._storing = None
+            storing.result()
         if (self._position, self._sequence) == self._stored:
             return
-        await self.store.advance(self.destination, position=self._position, sequence=self._sequence)
-        self._stored = (self._position, self._sequence)
+        task = asyncio.create_task(self._write_checkpoint())
+        task.add_done_callback(lambda _: self._wakeup.set())  # store what came meanwhile
+        self._storing = task
+
+    async def _store_checkpoint(self) -> None:
+        """Store the checkpoint now, after the write in the background if there is one."""
+        storing, self._storing = self._storing, None
+        if storing is not None:
+            await storing
+        await self._write_checkpoint()
+
+    async def _write_checkpoint(self) -> None:
+        position, sequence = self._position, self._sequence
+        if (position, sequence) == self._stored:
+            return
         self._stored_at = time.monotonic()
+        await self.store.advance(self.destination, position=position, sequence=sequence)
+        self._stored = (position, sequence)
 
     async def reached(self, position: int) -> None:
         """Return once the checkpoint (in memory) is at or past ``position``."""
