@@ -113,6 +113,28 @@ class PublisherContract:
         held = await self.read_back()
         assert sorted(m.sequence for m in held) == list(range(1, 51))
 
+    async def test_publish_many_reports_each_message_on_its_own(self, publisher: Publisher) -> None:
+        big = bus_message("big", data=b'"' + b"x" * self.max_message_bytes + b'"', sequence=2)
+        sent = [bus_message(f"s-{n}", position=n, sequence=n) for n in (1, 3, 4)]
+        outcomes = await publisher.publish_many([sent[0], big, sent[1], sent[2]])
+        assert outcomes[0] is None and outcomes[2] is None and outcomes[3] is None
+        assert isinstance(outcomes[1], MessageRefusedError)
+        assert outcomes[1].event_id == big.event_id
+        assert sorted(m.sequence for m in await self.read_back()) == [1, 3, 4]
+
+    async def test_publish_many_reports_an_unreachable_broker_for_each_message(
+        self, publisher: Publisher
+    ) -> None:
+        await publisher.publish(bus_message())
+        self.stop_broker()
+        try:
+            outcomes = await publisher.publish_many(
+                [bus_message(f"s-{n}", position=n, sequence=n) for n in (2, 3)]
+            )
+            assert all(isinstance(o, BrokerUnavailableError) for o in outcomes), outcomes
+        finally:
+            self.start_broker()
+
     async def test_publishing_a_message_again_is_safe(self, publisher: Publisher) -> None:
         sent = bus_message()
         await publisher.publish(sent)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from twofold.application.relay.errors import BrokerUnavailableError, MessageRefusedError
+from twofold.application.relay.errors import (
+    BrokerUnavailableError,
+    MessageRefusedError,
+    PublishError,
+)
 from twofold.application.relay.message import BusMessage
 
 
@@ -54,6 +58,18 @@ class FakePublisher:
         finally:
             self.in_flight -= 1
             self.streams_in_flight[stream] -= 1
+
+    async def publish_many(self, messages: Sequence[BusMessage]) -> list[PublishError | None]:
+        results = await asyncio.gather(*(self.publish(m) for m in messages), return_exceptions=True)
+        outcomes: list[PublishError | None] = []
+        for result in results:
+            if isinstance(result, PublishError):
+                outcomes.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                outcomes.append(None)
+        return outcomes
 
     async def close(self) -> None:
         self.closed += 1

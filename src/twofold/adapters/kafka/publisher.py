@@ -18,8 +18,10 @@ URL: ``kafka://host:9092[,host2:9092]?topic=twofold&idempotence=true&timeout=5``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
@@ -32,7 +34,11 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 
 from twofold.adapters._bus_url import BusUrl, as_bool
-from twofold.application.relay.errors import BrokerUnavailableError, MessageRefusedError
+from twofold.application.relay.errors import (
+    BrokerUnavailableError,
+    MessageRefusedError,
+    PublishError,
+)
 from twofold.application.relay.message import BusMessage
 
 __all__ = ["KafkaPublisher", "KafkaSettings", "open_kafka_publisher"]
@@ -153,6 +159,51 @@ class KafkaPublisher:
             # A broker that lost the topic (memory storage, restarted) gets it again.
             self._topic_ready = False
             raise BrokerUnavailableError(self.destination, _reason(exc)) from exc
+
+    async def publish_many(self, messages: Sequence[BusMessage]) -> list[PublishError | None]:
+        """All messages join the producer's batches at once; their acknowledgements are
+        awaited together."""
+        if self._producer is None or not self._topic_ready:
+            try:
+                await self.open()
+            except PublishError as exc:
+                return [exc] * len(messages)
+        outcomes: list[PublishError | None] = [None] * len(messages)
+        futures: dict[int, asyncio.Future[Any]] = {}
+        for index, message in enumerate(messages):
+            headers = [(k, v.encode()) for k, v in message.headers().items()]
+            try:
+                futures[index] = await self._producer.send(
+                    self.settings.topic, message.body, key=message.stream_id.encode(),
+                    headers=headers,
+                )  # fmt: skip
+            except (OSError, KafkaError) as exc:
+                outcomes[index] = self._failure(message, exc)
+        if futures:
+            # aiokafka fails each by itself after request_timeout_ms; this bounds it anyway.
+            _, pending = await asyncio.wait(futures.values(), timeout=self.settings.timeout * 3)
+            for future in pending:
+                future.cancel()
+        for index, future in futures.items():
+            if future.cancelled():
+                outcomes[index] = BrokerUnavailableError(self.destination, "no acknowledgement")
+                continue
+            error = future.exception()
+            if error is not None:
+                outcomes[index] = self._failure(messages[index], error)
+        return outcomes
+
+    def _failure(self, message: BusMessage, exc: BaseException) -> PublishError:
+        if isinstance(exc, MessageSizeTooLargeError | RecordTooLargeError):
+            return MessageRefusedError(
+                self.destination,
+                message.event_id,
+                f"larger than max_message_bytes ({self.settings.max_message_bytes})",
+            )
+        if isinstance(exc, OSError | KafkaError):
+            self._topic_ready = False
+            return BrokerUnavailableError(self.destination, _reason(exc))
+        raise exc
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None

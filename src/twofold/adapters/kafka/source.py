@@ -26,9 +26,12 @@ __all__ = ["KafkaSource", "open_kafka_source"]
 
 
 class KafkaSource:
-    def __init__(self, settings: KafkaSettings, *, group: str = "twofold") -> None:
+    def __init__(
+        self, settings: KafkaSettings, *, group: str = "twofold", fetch_wait_ms: int = 50
+    ) -> None:
         self.settings = settings
         self.group = group
+        self.fetch_wait_ms = fetch_wait_ms
         self._consumer: Any = None
         self._destination = KafkaPublisher(settings).destination
 
@@ -51,9 +54,9 @@ class KafkaSource:
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # The broker may hold a fetch until this much time passed (Tansu does): keep it
-            # short, as a message's lag to the views includes it.
-            fetch_max_wait_ms=50,
+            # The broker may hold a fetch until this much time passed (Tansu does, even when
+            # data came): a message's lag to the views includes it.
+            fetch_max_wait_ms=self.fetch_wait_ms,
             request_timeout_ms=max(int(self.settings.timeout * 1000), 10000),
         )
         try:
@@ -98,11 +101,19 @@ class KafkaSource:
 
 
 def open_kafka_source(url: str) -> KafkaSource:
-    """A source for ``kafka://`` URLs: the publisher's options plus ``group``."""
-    bus = BusUrl(url, schemes=("kafka",), options={"group": "", **_PUBLISHER_OPTIONS})
-    rest = "&".join(f"{k}={v}" for k, v in bus.query.items() if k != "group")
+    """A source for ``kafka://`` URLs: the publisher's options plus ``group`` and
+    ``fetch_wait_ms`` (how long the broker may hold a fetch, default 50)."""
+    own = ("group", "fetch_wait_ms")
+    bus = BusUrl(
+        url, schemes=("kafka",), options={**dict.fromkeys(own, ""), **_PUBLISHER_OPTIONS}
+    )
+    rest = "&".join(f"{k}={v}" for k, v in bus.query.items() if k not in own)
     settings = KafkaSettings.from_url(bus.parts._replace(query=rest).geturl())
-    return KafkaSource(settings, group=bus.option("group", str, "twofold"))
+    return KafkaSource(
+        settings,
+        group=bus.option("group", str, "twofold"),
+        fetch_wait_ms=bus.positive("fetch_wait_ms", int, 50),
+    )
 
 
 _PUBLISHER_OPTIONS = {

@@ -18,8 +18,10 @@ URL: ``nats://[user:password@]host:4222?stream=TWOFOLD&prefix=twofold&timeout=5`
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import nats
@@ -30,7 +32,11 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
 from twofold.adapters._bus_url import BusUrl
-from twofold.application.relay.errors import BrokerUnavailableError, MessageRefusedError
+from twofold.application.relay.errors import (
+    BrokerUnavailableError,
+    MessageRefusedError,
+    PublishError,
+)
 from twofold.application.relay.message import BusMessage
 
 __all__ = [
@@ -178,6 +184,26 @@ class NatsPublisher:
             ) from exc
         except (OSError, nats.errors.Error) as exc:
             raise BrokerUnavailableError(self.destination, _reason(exc)) from exc
+
+    async def publish_many(self, messages: Sequence[BusMessage]) -> list[PublishError | None]:
+        """Each message is a JetStream request of its own, all of them under way at once.
+
+        Not ``publish_async``: nats-py 2.16 never answers its future when JetStream replies
+        with an error (the error is raised inside its reply callback), so a refused message
+        would look like a timeout, and retried for ever instead of parked.
+        """
+        results = await asyncio.gather(
+            *(self.publish(message) for message in messages), return_exceptions=True
+        )
+        outcomes: list[PublishError | None] = []
+        for result in results:
+            if isinstance(result, PublishError):
+                outcomes.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                outcomes.append(None)
+        return outcomes
 
     async def close(self) -> None:
         nc, self._nc, self._js = self._nc, None, None

@@ -21,13 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from twofold.adapters._bus_url import BusUrl
-from twofold.application.relay.errors import BrokerUnavailableError, MessageRefusedError
+from twofold.application.relay.errors import (
+    BrokerUnavailableError,
+    MessageRefusedError,
+    PublishError,
+)
 from twofold.application.relay.message import BusMessage
 from twofold.errors import ConfigurationError
 
@@ -115,23 +120,54 @@ class RedisStreamsPublisher:
         except (OSError, redis.exceptions.RedisError) as exc:
             raise BrokerUnavailableError(self.destination, _reason(exc)) from exc
 
+    async def publish_many(self, messages: Sequence[BusMessage]) -> list[PublishError | None]:
+        """One pipelined round trip for all of them (shared with concurrent ``publish``)."""
+        outcomes: list[PublishError | None] = [None] * len(messages)
+        futures: dict[int, asyncio.Future[None]] = {}
+        if self._client is None:
+            try:
+                await self.open()
+            except PublishError as exc:
+                return [exc] * len(messages)
+        for index, message in enumerate(messages):
+            queued = self._enqueue(message)
+            if isinstance(queued, PublishError):
+                outcomes[index] = queued
+            else:
+                futures[index] = queued
+        if futures:
+            await asyncio.wait(futures.values())
+        for index, future in futures.items():
+            error = future.exception()
+            if isinstance(error, PublishError):
+                outcomes[index] = error
+            elif error is not None:
+                raise error
+        return outcomes
+
     async def publish(self, message: BusMessage) -> None:
+        if self._client is None:
+            await self.open()
+        queued = self._enqueue(message)
+        if isinstance(queued, PublishError):
+            raise queued
+        await queued
+
+    def _enqueue(self, message: BusMessage) -> asyncio.Future[None] | PublishError:
         fields: dict[Any, Any] = message.headers()
         size = len(message.body) + sum(len(k) + len(v) for k, v in fields.items())
         if size > self.settings.max_message_bytes:
-            raise MessageRefusedError(
+            return MessageRefusedError(
                 self.destination,
                 message.event_id,
                 f"{size} bytes, more than max_message_bytes ({self.settings.max_message_bytes})",
             )
-        if self._client is None:
-            await self.open()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         fields["data"] = message.body
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((message, fields, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="redis-streams-publish")
-        await future
+        return future
 
     async def _flush(self) -> None:
         while self._queue:

@@ -221,23 +221,27 @@ class Relay:
             name=f"relay-feed-{self.destination}",
         )  # fmt: skip
         feeder.add_done_callback(lambda _: signal.set())
-        finished: deque[asyncio.Task[None]] = deque()
+        finished: deque[asyncio.Task[list[PublishError | None]]] = deque()
 
-        def on_done(task: asyncio.Task[None]) -> None:
+        def on_done(task: asyncio.Task[list[PublishError | None]]) -> None:
             finished.append(task)
             signal.set()
 
-        tasks: dict[asyncio.Task[None], _Slot] = {}
+        # Each task publishes a batch of messages of different streams (publish_many).
+        tasks: dict[asyncio.Task[list[PublishError | None]], list[_Slot]] = {}
+        in_flight = 0
         busy: set[str] = set()
         failure: PublishError | None = None
         try:
             while True:
                 while finished:
                     task = finished.popleft()
-                    slot = tasks.pop(task)
-                    busy.discard(slot.record.stream_id)
-                    failure = await self._settle(task, slot) or failure
-                self._in_flight = len(tasks)
+                    slots = tasks.pop(task)
+                    in_flight -= len(slots)
+                    for slot, outcome in zip(slots, self._outcomes(task, slots), strict=True):
+                        busy.discard(slot.record.stream_id)
+                        failure = await self._settle(outcome, slot) or failure
+                self._in_flight = in_flight
                 self._advance()
                 if self._due():
                     self._store_behind()
@@ -253,7 +257,8 @@ class Relay:
                         next_sequence = self._sequence + 1
                         continue
                 else:
-                    while len(tasks) < self.window:
+                    batch: list[_Slot] = []
+                    while in_flight + len(batch) < self.window:
                         if self._held is None:
                             if not incoming:
                                 break
@@ -270,12 +275,15 @@ class Relay:
                             continue
                         next_sequence += 1
                         busy.add(held.stream_id)
-                        message = BusMessage(record=held, sequence=next_sequence - 1,
-                                             source=self.source)  # fmt: skip
-                        task = asyncio.create_task(self.publisher.publish(message))
-                        tasks[task] = slot
+                        batch.append(slot)
+                    if batch:
+                        messages = [BusMessage(record=slot.record, sequence=slot.sequence or 0,
+                                               source=self.source) for slot in batch]  # fmt: skip
+                        task = asyncio.create_task(self.publisher.publish_many(messages))
+                        tasks[task] = batch
+                        in_flight += len(batch)
                         task.add_done_callback(on_done)
-                    self._in_flight = len(tasks)
+                    self._in_flight = in_flight
                 if finished:
                     continue
                 await signal.wait()
@@ -287,6 +295,19 @@ class Relay:
                 with contextlib.suppress(BaseException):
                     await pending
             self._in_flight = 0
+
+    def _outcomes(
+        self, task: asyncio.Task[list[PublishError | None]], slots: list[_Slot]
+    ) -> list[BaseException | None]:
+        """One outcome per slot; a batch that failed as a whole fails each of its slots."""
+        try:
+            outcomes = task.result()
+        except Exception as exc:
+            return [exc] * len(slots)
+        if len(outcomes) != len(slots):
+            error = RuntimeError(f"{len(outcomes)} outcomes for {len(slots)} messages")
+            return [error] * len(slots)
+        return list(outcomes)
 
     async def _slot(self, record: RecordedEvent, next_sequence: int) -> _Slot:
         """The record's place in the window: to publish under ``next_sequence``, or parked."""
@@ -308,9 +329,10 @@ class Relay:
             return _Slot(record, None, done=True)
         return _Slot(record, next_sequence)
 
-    async def _settle(self, task: asyncio.Task[None], slot: _Slot) -> PublishError | None:
+    async def _settle(self, outcome: BaseException | None, slot: _Slot) -> PublishError | None:
         try:
-            task.result()
+            if outcome is not None:
+                raise outcome
         except MessageRefusedError as refused:
             record = slot.record
             log.warning(

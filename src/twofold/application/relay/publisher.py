@@ -8,8 +8,12 @@ Contract (``twofold.testing.PublisherContract`` checks it on every adapter):
   JetStream's PubAck, Kafka's acks=all, Redis' XADD reply); it raises BrokerUnavailableError
   when it cannot tell (down, timeout: publish again later, nothing is lost), and
   MessageRefusedError when the broker refuses this message for good (too large).
-- ``publish`` may be called concurrently; the relay never has two messages of one stream in
-  flight, so a stream's order on the broker is the order of the acknowledgements.
+- ``publish_many(messages)`` publishes several messages, of different streams, at once (one
+  round trip where the broker allows it) and returns one outcome per message, in order:
+  None when acknowledged, else the BrokerUnavailableError or MessageRefusedError of that
+  message; it raises nothing for a message's failure.
+- Both may be called concurrently; the relay never has two messages of one stream in flight,
+  so a stream's order on the broker is the order of the acknowledgements.
 - Publishing a message again (same ``event_id``) is safe: the broker drops it where it
   de-duplicates (JetStream), otherwise consumers drop it by ``event_id``.
 - After the broker comes back, ``publish`` works again without a new ``open``.
@@ -18,8 +22,10 @@ Contract (``twofold.testing.PublisherContract`` checks it on every adapter):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from twofold.application.relay.errors import PublishError
 from twofold.application.relay.message import BusMessage
 
 __all__ = ["Publisher"]
@@ -35,5 +41,7 @@ class Publisher(Protocol):
     async def open(self) -> None: ...
 
     async def publish(self, message: BusMessage) -> None: ...
+
+    async def publish_many(self, messages: Sequence[BusMessage]) -> list[PublishError | None]: ...
 
     async def close(self) -> None: ...
