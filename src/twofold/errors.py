@@ -20,11 +20,13 @@ Each error carries the facts as attributes and a message that says what to do::
     ├── QueryError
     │   ├── ConsistencyTimeoutError   a view did not reach min_position in time
     │   └── PositionBeyondHeadError   min_position names a position the log does not have
-    └── ProjectionError
-        ├── ForeignViewsError         the views were built from another event store; rebuild
-        ├── GenerationChangedError    another process switched the views; reload and go on
-        ├── ProjectionStoppedError    a projection stopped after its retries
-        └── UnknownProjectionError    no projection of that name is registered
+    ├── ProjectionError
+    │   ├── ForeignViewsError         the views were built from another event store; rebuild
+    │   ├── GenerationChangedError    another process switched the views; reload and go on
+    │   ├── ProjectionStoppedError    a projection stopped after its retries
+    │   └── UnknownProjectionError    no projection of that name is registered
+    └── RelayError                    moving events to or from a bus; its branch is drawn in
+                                      twofold.application.relay.errors
 """
 
 from __future__ import annotations
