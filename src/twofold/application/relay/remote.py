@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from twofold.application.failure import Backoff
 from twofold.application.positions import PositionTracker
@@ -267,7 +266,3 @@ class BusProjectionRunner:
         self.status = ProjectionStatus.STOPPED
         self.error = error
         await self.read_store.set_status(self.name, ProjectionStatus.STOPPED, error)
-
-    def stream_versions(self) -> Any:
-        """The reader of applied versions (a collection name), for status pages."""
-        return self._versions
