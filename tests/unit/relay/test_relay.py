@@ -285,3 +285,18 @@ async def test_a_slow_checkpoint_write_does_not_hold_up_publishing() -> None:
             store.stored.clear()
             await asyncio.wait_for(store.stored.wait(), DEADLINE)
     assert (await store.checkpoint(publisher.destination)).sequence == 20
+
+
+async def test_a_relay_started_while_the_broker_is_down_waits_for_it_and_loses_nothing() -> None:
+    events, publisher, store = InMemoryEventStore(), FakePublisher(), MemoryRelayStore()
+    await write(events, ["a", "b"], 3)
+    publisher.down = True
+    relay = fast_relay(events, publisher, store)
+    async with running(relay):
+        while relay.breaker.status().opened < 2:  # each retry fails again: wait for the next
+            publisher.failed.clear()
+            await asyncio.wait_for(publisher.failed.wait(), DEADLINE)
+        assert (await relay.status()).state is RelayState.RETRYING
+        publisher.down = False
+        await caught_up(relay, events)
+    assert sorted(m.sequence for m in first_copies(publisher.held)) == list(range(1, 7))

@@ -176,10 +176,10 @@ class Relay:
         attempt = 0
         try:
             while True:
+                published = self.published
                 try:
                     await self.publisher.open()
                     self.state = RelayState.RUNNING
-                    published = self.published
                     await self._pump()
                 except PublishError as exc:
                     self.breaker.failure(exc)
