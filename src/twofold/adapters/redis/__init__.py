@@ -1,0 +1,1 @@
+"""Redis adapters: the view cache (``cache``). Needs the ``redis`` extra."""

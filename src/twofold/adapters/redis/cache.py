@@ -1,0 +1,266 @@
+"""The ViewCache port on Redis (redis-py, asyncio): every rule is one Lua script.
+
+``RedisViewCache.open("redis://host:6379/0", settings)`` connects lazily: a Redis that is
+down at start only means the first reads come from the read store. The scripts and the
+key layout are described in ``_scripts``; notices travel on the pub/sub channel
+``<namespace>:cache`` (published by the scripts themselves, so a notice never precedes the
+change it reports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from twofold.adapters.redis import _scripts
+from twofold.application.cache import (
+    CacheNotice,
+    CacheSettings,
+    Entry,
+    Invalidated,
+    Invalidation,
+    Listening,
+    Lookup,
+    Lost,
+    Reset,
+    Slot,
+    StoreOutcome,
+    Ticket,
+)
+from twofold.errors import ConfigurationError
+
+__all__ = ["RedisViewCache"]
+
+log = logging.getLogger("twofold.cache")
+
+_OUTCOMES = {b"stored": StoreOutcome.STORED, b"older": StoreOutcome.OLDER}
+_documents = msgspec.json.Encoder()
+_header = msgspec.json.Decoder(list[str | int])
+_keys = msgspec.json.Decoder(dict[str, list[str]] | list[Any])
+
+
+class RedisViewCache:
+    """Entries in Redis under ``settings.namespace``; see ``twofold.application.cache``."""
+
+    def __init__(self, client: redis.Redis, settings: CacheSettings, *, url: str = "") -> None:
+        self.client = client
+        self.settings = settings
+        self.url = url
+        self.channel = f"{settings.namespace}:cache"
+        self._lookup = client.register_script(_scripts.LOOKUP)
+        self._store = client.register_script(_scripts.STORE)
+        self._invalidate = client.register_script(_scripts.INVALIDATE)
+        self._reset = client.register_script(_scripts.RESET)
+        self._epochs: dict[str, str] = {}
+        self._ttl = _ms(settings.ttl)
+        self._not_found_ttl = _ms(settings.not_found_ttl)
+        self._tombstone_ttl = _ms(settings.tombstone_ttl)
+        self._watcher: asyncio.Task[None] | None = None
+
+    @classmethod
+    def open(cls, url: str, settings: CacheSettings | None = None) -> RedisViewCache:
+        """A cache on the Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``)."""
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(
+                f"cache URL {url!r} is not a Redis URL; use redis://host:port/db"
+            )
+        settings = settings if settings is not None else CacheSettings()
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=settings.timeout,
+            socket_connect_timeout=settings.timeout,
+            retry=Retry(NoBackoff(), 0),  # the breaker decides what happens next
+        )
+        return cls(client, settings, url=url)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def meta_key(self, projection: str) -> str:
+        return f"{{{self.settings.namespace}:{projection}}}:meta"
+
+    def slot_key(self, slot: Slot, epoch: str) -> str:
+        kind = "l" if slot.is_list else "d"
+        tag = f"{{{self.settings.namespace}:{slot.projection}}}"
+        return f"{tag}:{epoch}:{kind}:{slot.collection}:{slot.key}"
+
+    # -- the port -------------------------------------------------------------------------
+
+    async def lookup(self, slot: Slot, *, epoch: str | None = None) -> Lookup:
+        projection = slot.projection
+        guess = epoch or self._epochs.get(projection, "")
+        field = f"t:{slot.collection}" if slot.is_list else ""
+        meta = self.meta_key(projection)
+        for _ in range(3):
+            reply = await self._lookup(
+                keys=[meta, self.slot_key(slot, guess)],
+                args=[guess, secrets.token_hex(6), field],
+            )
+            current = reply[0].decode()
+            if current == guess:
+                break
+            guess = current
+            self._epochs[projection] = current
+        self._epochs[projection] = current
+        ticket = Ticket(current, int(reply[1]), int(reply[2]))
+        raw = reply[4] if current == guess else None
+        return Lookup(slot, _entry(raw), ticket, int(reply[3]))
+
+    async def store(
+        self, slot: Slot, entry: Entry, *, ticket: Ticket, generation: int
+    ) -> StoreOutcome:
+        if entry.body is None:
+            payload, ttl = b"n%d:" % entry.position, self._not_found_ttl
+        else:
+            payload, ttl = b"v%d:" % entry.position + entry.body, self._ttl
+        reply = await self._store(
+            keys=[self.meta_key(slot.projection), self.slot_key(slot, ticket.epoch)],
+            args=[
+                ticket.epoch,
+                str(generation),
+                str(entry.position),
+                payload,
+                ttl,
+                f"t:{slot.collection}" if slot.is_list else "",
+            ],
+        )
+        return _OUTCOMES.get(reply, StoreOutcome.MOVED)
+
+    async def invalidate(self, invalidation: Invalidation) -> None:
+        projection = invalidation.projection
+        pairs = [(c, k) for c, keys in invalidation.documents.items() for k in sorted(keys)]
+        collections = sorted(invalidation.documents)
+        documents = _documents.encode(
+            {c: sorted(keys) for c, keys in invalidation.documents.items()}
+        )
+        guess = self._epochs.get(projection, "")
+        for _ in range(3):
+            reply = await self._invalidate(
+                keys=[
+                    self.meta_key(projection),
+                    *(self.slot_key(Slot(projection, c, k), guess) for c, k in pairs),
+                ],
+                args=[
+                    str(invalidation.generation),
+                    str(invalidation.checkpoint),
+                    secrets.token_hex(6),
+                    self.channel,
+                    projection,
+                    guess,
+                    str(invalidation.after),
+                    self._tombstone_ttl,
+                    documents,
+                    len(collections),
+                    *collections,
+                ],
+            )
+            outcome, epoch = reply[0], reply[1].decode()
+            self._epochs[projection] = epoch
+            if outcome != b"epoch":
+                return
+            guess = epoch
+        # The epoch kept changing under us: abandoning the entries is always right.
+        await self.reset(projection, invalidation.generation, invalidation.checkpoint)
+
+    async def reset(self, projection: str, generation: int, checkpoint: int) -> None:
+        reply = await self._reset(
+            keys=[self.meta_key(projection)],
+            args=[
+                str(generation),
+                str(checkpoint),
+                secrets.token_hex(6),
+                self.channel,
+                projection,
+            ],
+        )
+        if reply[1] is not None:
+            self._epochs[projection] = reply[1].decode()
+
+    async def watch(self, notify: Callable[[CacheNotice], None]) -> None:
+        if self._watcher is not None:
+            raise RuntimeError("this cache is watched already; one watcher per cache")
+        self._watcher = asyncio.get_running_loop().create_task(
+            self._watch(notify), name="twofold-cache-notices"
+        )
+
+    async def _watch(self, notify: Callable[[CacheNotice], None]) -> None:
+        delay = 0.05
+        while True:
+            client = self._notices_client()
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                async for message in pubsub.listen():
+                    kind = message.get("type")
+                    if kind == "subscribe":
+                        delay = 0.05
+                        notify(Listening())
+                    elif kind == "message":
+                        notice = _notice(message["data"])
+                        if notice is not None:
+                            notify(notice)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("cache notices interrupted (%s); reconnecting", exc)
+            finally:
+                notify(Lost())
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await asyncio.sleep(delay)  # backoff before reconnecting
+            delay = min(delay * 2, 2.0)
+
+    def _notices_client(self) -> redis.Redis:
+        """A client like ours without a read timeout: notices may be rare."""
+        pool = self.client.connection_pool
+        kwargs = {**pool.connection_kwargs, "socket_timeout": None, "socket_keepalive": True}
+        return redis.Redis.from_pool(
+            redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        await self.client.aclose()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _entry(raw: bytes | None) -> Entry | None:
+    if not raw or raw[:1] == b"t":
+        return None
+    end = raw.index(b":", 1)
+    position = int(raw[1:end])
+    return Entry(None if raw[:1] == b"n" else raw[end + 1 :], position)
+
+
+def _notice(data: bytes) -> CacheNotice | None:
+    head, _, rest = data.partition(b"\n")
+    try:
+        fields = _header.decode(head)
+        if fields[0] == "reset":
+            return Reset(str(fields[1]), str(fields[2]), int(fields[3]), int(fields[4]))
+        if fields[0] == "inv":
+            keys = _keys.decode(rest) if rest else {}
+            documents = {c: frozenset(k) for c, k in keys.items()} if isinstance(keys, dict) else {}
+            return Invalidated(
+                str(fields[1]), str(fields[2]), int(fields[3]), int(fields[4]), documents
+            )
+    except (msgspec.DecodeError, IndexError, ValueError):
+        log.warning("ignored a cache notice that is not twofold's: %r", data[:80])
+    return None
