@@ -56,6 +56,7 @@ class LocalCache:
         self._periods = itertools.count(1)
         self._period: int | None = None
         self._waiters: list[tuple[str, int, asyncio.Future[None]]] = []
+        self._listening = asyncio.Event()
 
     # -- what callers use -----------------------------------------------------------------
 
@@ -103,6 +104,10 @@ class LocalCache:
         self._marks[projection] = _Watermark(ticket.epoch, ticket.through)
         self._wake()
 
+    async def ready(self) -> None:
+        """Return once notices reach this process."""
+        await self._listening.wait()
+
     def through(self, projection: str) -> int | None:
         mark = self._marks.get(projection)
         return None if mark is None else mark.through
@@ -125,9 +130,11 @@ class LocalCache:
         if isinstance(notice, Listening):
             self._clear()
             self._period = next(self._periods)
+            self._listening.set()
         elif isinstance(notice, Lost):
             self._clear()
             self._period = None
+            self._listening.clear()
         elif isinstance(notice, Reset):
             self._drop(notice.projection)
             if self._period is not None:

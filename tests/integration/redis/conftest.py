@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -64,6 +65,13 @@ class OwnRedis:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def freeze(self) -> None:
+        """Stop the server process (SIGSTOP): connections stay open, nothing answers."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         self.process.kill()
@@ -119,3 +127,9 @@ def own_redis() -> Iterator[OwnRedis]:
     finally:
         if server.process.poll() is None:
             server.kill()
+
+
+# PostgreSQL read stores behind the cache use the PostgreSQL suite's fixtures.
+from tests.integration.postgres.conftest import pg_schema, postgres_url  # noqa: E402
+
+__all__ = ["OwnRedis", "pg_schema", "postgres_url"]

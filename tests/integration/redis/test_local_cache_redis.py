@@ -1,0 +1,47 @@
+"""The in-process cache of one worker is invalidated by a commit made in another, through
+Redis pub/sub: two CachedViews with connections of their own stand for two processes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.integration.redis.world import open_world
+from twofold.adapters.redis.cache import RedisViewCache
+from twofold.adapters.sqlite.cache_reads import SQLitePositionedReader
+from twofold.adapters.sqlite.read_store import SQLiteReadStore
+from twofold.application.cache import CacheSettings
+from twofold.application.cache_views import CachedViews
+
+
+async def test_a_commit_drops_the_document_from_another_workers_local_cache(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    settings = CacheSettings(namespace=namespace, timeout=30, local_entries=100)
+    world = await open_world("sqlite", redis_url=redis_url, settings=settings, tmp_path=tmp_path)
+    # Another worker: no runner and no position tracker, only the cache's notices.
+    store = world.store
+    assert isinstance(store, SQLiteReadStore)
+    loader = SQLitePositionedReader(store)
+    cache = RedisViewCache.open(redis_url, settings)
+    other = CachedViews(store, loader, cache, owners={"orders": "orders"}, settings=settings)
+    try:
+        await other.start()
+        assert other.local is not None
+        async with asyncio.timeout(30):  # a deadline, not a measurement
+            await other.local.ready()
+        await world.commit(1, **{"o-1": {"n": 1}})
+        assert await other.get("orders", "o-1") == {"n": 1}
+        assert await other.get("orders", "o-1") == {"n": 1}
+        assert other.metrics.local_hits == 1
+
+        await world.commit(2, **{"o-1": {"n": 2}})
+        async with asyncio.timeout(30):
+            await other.local.reached("orders", 2)
+        assert await other.get("orders", "o-1") == {"n": 2}
+        assert await other.get("orders", "o-1") == {"n": 2}
+        assert other.metrics.local_hits == 2
+    finally:
+        await cache.close()
+        await loader.close()
+        await world.close()
