@@ -74,9 +74,12 @@ class RedisViewCache:
                 f"cache URL {url!r} is not a Redis URL; use redis://host:port/db"
             )
         settings = settings if settings is not None else CacheSettings()
+        # No read timeout on the socket: callers bound each call themselves (CachedViews and
+        # CacheInvalidator use asyncio.timeout), which costs less per command than the
+        # socket's timeout does on Python 3.11 (a task per read).
         client = redis.Redis.from_url(
             url,
-            socket_timeout=settings.timeout,
+            socket_timeout=None,
             socket_connect_timeout=settings.timeout,
             retry=Retry(NoBackoff(), 0),  # the breaker decides what happens next
         )
