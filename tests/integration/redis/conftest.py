@@ -66,6 +66,11 @@ class OwnRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def cli(self, *command: str) -> None:
+        """Run a command with redis-cli."""
+        binary = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        subprocess.run([binary, "-p", str(self.port), *command], check=True, capture_output=True)
+
     def freeze(self) -> None:
         """Stop the server process (SIGSTOP): connections stay open, nothing answers."""
         self.process.send_signal(signal.SIGSTOP)

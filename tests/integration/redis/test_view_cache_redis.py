@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis
 
 from tests.contract.view_cache_contract import DOC, ViewCacheContract
+from tests.integration.redis.conftest import OwnRedis
 from twofold.adapters.redis.cache import RedisViewCache
-from twofold.application.cache import CacheSettings, Entry, StoreOutcome, ViewCache
+from twofold.application.cache import CacheSettings, Entry, Slot, StoreOutcome, ViewCache
 
 
 class TestRedisViewCache(ViewCacheContract):
@@ -58,5 +61,37 @@ async def test_a_lost_meta_record_starts_a_new_epoch(redis_url: str, namespace: 
         assert again.ticket.epoch != lookup.ticket.epoch
         late = await cache.store(DOC, Entry(b"{}", 5), ticket=lookup.ticket, generation=1)
         assert late is StoreOutcome.MOVED
+    finally:
+        await cache.close()
+
+
+async def test_concurrent_lookups_share_a_pipeline_and_each_gets_its_own_answer(
+    redis_url: str, namespace: str
+) -> None:
+    cache = RedisViewCache.open(redis_url, CacheSettings(namespace=namespace, timeout=30))
+    try:
+        await cache.reset("orders", 1, 5)
+        slots = [Slot("orders", "orders", f"o-{i}") for i in range(20)]
+        for i, slot in enumerate(slots[:10]):
+            lookup = await cache.lookup(slot)
+            await cache.store(slot, Entry(b"%d" % i, 5), ticket=lookup.ticket, generation=1)
+        lookups = await asyncio.gather(*(cache.lookup(slot) for slot in slots))
+        assert [lookup.entry for lookup in lookups] == [
+            *(Entry(b"%d" % i, 5) for i in range(10)),
+            *([None] * 10),
+        ]
+    finally:
+        await cache.close()
+
+
+async def test_lookups_work_again_after_redis_lost_its_scripts(own_redis: OwnRedis) -> None:
+    cache = RedisViewCache.open(own_redis.url, CacheSettings(namespace="flush", timeout=30))
+    try:
+        await cache.reset("orders", 1, 5)
+        assert (await cache.lookup(DOC)).entry is None
+        own_redis.cli("SCRIPT", "FLUSH")  # as after a restart
+        assert (await cache.lookup(DOC)).ticket.through == 5
+        lookups = await asyncio.gather(cache.lookup(DOC), cache.lookup(DOC))
+        assert [lookup.ticket.through for lookup in lookups] == [5, 5]
     finally:
         await cache.close()
