@@ -95,3 +95,24 @@ async def test_lookups_work_again_after_redis_lost_its_scripts(own_redis: OwnRed
         assert [lookup.ticket.through for lookup in lookups] == [5, 5]
     finally:
         await cache.close()
+
+
+def test_cache_urls_carry_the_settings_and_refuse_unknown_options() -> None:
+    from twofold.adapters.redis.cache import settings_from_url
+    from twofold.errors import ConfigurationError
+
+    url, settings = settings_from_url(
+        "redis://cache:6379/2?namespace=shop&ttl=60&local_entries=5000&lists=orders,posts"
+        "&socket_keepalive=true"
+    )
+    assert url == "redis://cache:6379/2?socket_keepalive=true"
+    assert (settings.namespace, settings.ttl, settings.local_entries) == ("shop", 60.0, 5000)
+    assert settings.lists == frozenset({"orders", "posts"})
+    with pytest.raises(ConfigurationError, match="'tll' is not understood"):
+        settings_from_url("redis://cache:6379/0?tll=60")
+    with pytest.raises(ConfigurationError, match="ttl='soon' must be a number"):
+        settings_from_url("redis://cache:6379/0?ttl=soon")
+    with pytest.raises(ConfigurationError, match="must be a number of seconds above 0"):
+        settings_from_url("redis://cache:6379/0?ttl=-1")
+    with pytest.raises(ConfigurationError, match="is not a Redis URL"):
+        settings_from_url("memcached://cache:11211")

@@ -19,6 +19,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 import redis.asyncio as redis
@@ -43,7 +44,7 @@ from twofold.application.cache import (
 )
 from twofold.errors import ConfigurationError
 
-__all__ = ["RedisViewCache"]
+__all__ = ["RedisViewCache", "settings_from_url"]
 
 log = logging.getLogger("twofold.cache")
 
@@ -297,6 +298,51 @@ class RedisViewCache:
                 await self._watcher
             self._watcher = None
         await self.client.aclose()
+
+
+_URL_OPTIONS = {
+    "namespace": str,
+    "ttl": float,
+    "not_found_ttl": float,
+    "tombstone_ttl": float,
+    "timeout": float,
+    "failure_threshold": int,
+    "reset_after": float,
+    "local_entries": int,
+}
+
+
+def settings_from_url(url: str) -> tuple[str, CacheSettings]:
+    """``(Redis URL, settings)`` from a ``TWOFOLD_CACHE`` URL whose query holds twofold's
+    options: ``redis://host:6379/0?namespace=shop&ttl=300&local_entries=10000&lists=a,b``.
+    Other query parameters stay in the Redis URL (redis-py's own); an option that is not
+    understood is refused, never ignored."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(
+            f"TWOFOLD_CACHE {url!r} is not a Redis URL; use redis://host:6379/0"
+        )
+    options: dict[str, Any] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "lists":
+            options["lists"] = frozenset(v for v in value.split(",") if v)
+        elif key in _URL_OPTIONS:
+            try:
+                options[key] = _URL_OPTIONS[key](value)
+            except ValueError:
+                raise ConfigurationError(
+                    f"TWOFOLD_CACHE option {key}={value!r} must be "
+                    f"{'a whole number' if _URL_OPTIONS[key] is int else 'a number'}"
+                ) from None
+        elif key.startswith(("socket_", "health_", "ssl_", "client_", "protocol", "db")):
+            rest.append((key, value))
+        else:
+            known = ", ".join(sorted([*_URL_OPTIONS, "lists"]))
+            raise ConfigurationError(
+                f"TWOFOLD_CACHE option {key!r} is not understood; twofold's options: {known}"
+            )
+    return urlunsplit(parts._replace(query=urlencode(rest))), CacheSettings(**options)
 
 
 def _ms(seconds: float) -> int:
