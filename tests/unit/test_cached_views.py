@@ -11,7 +11,7 @@ from twofold.adapters.memory.cache import MemoryViewCache
 from twofold.application.cache import CacheSettings, CacheState, Lost
 from twofold.application.cache_invalidation import CacheInvalidator
 from twofold.application.cache_views import CachedViews
-from twofold.application.failure import CircuitBreaker
+from twofold.application.failure import Backoff, CircuitBreaker
 from twofold.application.positions import PositionTracker
 
 OWNERS = {"orders": "orders"}
@@ -157,7 +157,12 @@ async def test_a_cache_that_hangs_times_out_to_the_read_store(store: FakeViews) 
 async def test_the_cache_is_used_again_once_it_answers(store: FakeViews) -> None:
     cache = FlakyCache()
     clock = Clock()
-    breaker = CircuitBreaker("cache", failure_threshold=1, reset_after=1.0, clock=clock)
+    breaker = CircuitBreaker(
+        failure_threshold=1,
+        backoff=Backoff(initial=1.0, maximum=1.0, jitter=0),
+        clock=clock,
+        single_trial=True,
+    )
     views = CachedViews(
         store,
         store,

@@ -1,12 +1,8 @@
-"""The circuit breaker's states, driven by a clock the test moves by hand."""
+"""The breaker's single-trial mode (the rest: tests/unit/relay/test_failure.py)."""
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-
-from twofold.application.failure import BreakerOpenError, BreakerState, CircuitBreaker
+from twofold.application.failure import Backoff, BreakerState, CircuitBreaker
 
 
 class Clock:
@@ -17,79 +13,52 @@ class Clock:
         return self.now
 
 
-def breaker(clock: Clock, threshold: int = 3) -> CircuitBreaker:
-    return CircuitBreaker("cache", failure_threshold=threshold, reset_after=1.0, clock=clock)
-
-
-def test_breaker_opens_after_the_threshold_of_failures_in_a_row() -> None:
-    clock = Clock()
-    b = breaker(clock)
-    b.failed(ConnectionError("refused"))
-    b.failed(ConnectionError("refused"))
-    assert b.state is BreakerState.CLOSED and b.allow()
-    b.failed(ConnectionError("refused"))
-    assert b.state is BreakerState.OPEN
-    assert not b.allow()
-    assert b.opened == 1
-    assert b.last_error == "ConnectionError: refused"
-
-
-def test_a_success_resets_the_count_of_failures() -> None:
-    b = breaker(Clock())
-    b.failed("x")
-    b.failed("x")
-    b.succeeded()
-    b.failed("x")
-    b.failed("x")
-    assert b.state is BreakerState.CLOSED
-
-
-def test_after_reset_after_one_trial_goes_through_and_its_success_closes() -> None:
-    clock = Clock()
-    b = breaker(clock, threshold=1)
-    b.failed("down")
+def opened(clock: Clock, *, single_trial: bool) -> CircuitBreaker:
+    breaker = CircuitBreaker(
+        failure_threshold=1,
+        backoff=Backoff(initial=1.0, maximum=1.0, jitter=0),
+        clock=clock,
+        single_trial=single_trial,
+    )
+    breaker.failure(ConnectionError("refused"))
+    assert not breaker.allow()
     clock.now += 1.0
-    assert b.state is BreakerState.HALF_OPEN
-    assert b.allow()  # the trial
-    assert not b.allow()  # only one at a time
-    b.succeeded()
-    assert b.state is BreakerState.CLOSED and b.allow()
+    assert breaker.state is BreakerState.HALF_OPEN
+    return breaker
 
 
-def test_a_failed_trial_opens_again() -> None:
+def test_a_single_trial_breaker_lets_one_call_through_when_half_open() -> None:
     clock = Clock()
-    b = breaker(clock, threshold=1)
-    b.failed("down")
-    clock.now += 1.0
-    assert b.allow()
-    b.failed("still down")
-    assert b.state is BreakerState.OPEN
-    assert not b.allow()
-    assert b.opened == 2
+    breaker = opened(clock, single_trial=True)
+    assert breaker.allow()  # the trial
+    assert not breaker.allow()  # the others wait for its outcome
+    assert not breaker.allow()
+    breaker.success()
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.allow() and breaker.allow()
 
 
-def test_a_trial_that_never_reports_is_replaced() -> None:
+def test_a_failed_single_trial_opens_the_breaker_again() -> None:
     clock = Clock()
-    b = breaker(clock, threshold=1)
-    b.failed("down")
+    breaker = opened(clock, single_trial=True)
+    assert breaker.allow()
+    breaker.failure(TimeoutError())
+    assert breaker.state is BreakerState.OPEN
+    assert not breaker.allow()
     clock.now += 1.0
-    assert b.allow()
-    clock.now += 1.0
-    assert b.allow()
+    assert breaker.allow()  # a new trial after the delay
 
 
-async def test_call_fails_slow_calls_and_refuses_while_open() -> None:
-    b = CircuitBreaker("cache", failure_threshold=1, reset_after=60)
-    never = asyncio.Event()
-    with pytest.raises(TimeoutError):
-        await b.call(never.wait, timeout=0.01)
-    assert b.state is BreakerState.OPEN
-    with pytest.raises(BreakerOpenError, match="cache is not called for now"):
-        await b.call(never.wait, timeout=0.01)
+def test_a_trial_that_never_reports_is_replaced_after_another_delay() -> None:
+    clock = Clock()
+    breaker = opened(clock, single_trial=True)
+    assert breaker.allow()
+    clock.now += 0.5
+    assert not breaker.allow()
+    clock.now += 0.5
+    assert breaker.allow()
 
 
-def test_breaker_refuses_nonsense_settings() -> None:
-    with pytest.raises(ValueError, match="failure_threshold"):
-        CircuitBreaker("x", failure_threshold=0)
-    with pytest.raises(ValueError, match="reset_after"):
-        CircuitBreaker("x", reset_after=0)
+def test_without_single_trial_half_open_lets_every_call_through() -> None:
+    breaker = opened(Clock(), single_trial=False)
+    assert breaker.allow() and breaker.allow() and breaker.allow()

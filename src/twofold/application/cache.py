@@ -75,7 +75,8 @@ class CacheSettings:
     - ``tombstone_ttl``: how long a commit's mark of a changed document is kept.
     - ``timeout``: the longest a cache call may take before the read store answers instead.
     - ``failure_threshold``/``reset_after``: the breaker's failures in a row before it
-      opens, and the seconds before it tries the cache again.
+      opens, and the seconds before it lets one request try the cache again (growing while
+      trials fail, up to 30 s).
     - ``local_entries``: size of the in-process cache of single documents (0: none).
     - ``lists``: collections whose list answers (``find``, ``count``) are cached too.
     """

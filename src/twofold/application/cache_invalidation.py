@@ -36,7 +36,7 @@ from twofold.application.cache import (
     Invalidation,
     ViewCache,
 )
-from twofold.application.failure import CircuitBreaker
+from twofold.application.failure import Backoff, CircuitBreaker
 from twofold.application.records import RecordedEvent
 from twofold.application.views import ApplyBatch, Document, ViewTransaction
 
@@ -116,7 +116,9 @@ class CacheInvalidator:
         self.cache = cache
         self.metrics = metrics if metrics is not None else CacheMetrics()
         self.timeout = timeout
-        self.breaker = breaker or CircuitBreaker("cache invalidation", failure_threshold=1)
+        self.breaker = breaker or CircuitBreaker(
+            failure_threshold=1, backoff=Backoff(initial=retry_after, maximum=max_retry_after)
+        )
         self.max_pending_keys = max_pending_keys
         self.retry_after = retry_after
         self.max_retry_after = max_retry_after
@@ -181,8 +183,8 @@ class CacheInvalidator:
         return CacheStatus(
             CacheState.DEGRADED,
             f"invalidations of {', '.join(sorted(self._pending))} wait for the cache "
-            f"({self.breaker.last_error}); entries those commits outdated are not served by "
-            "processes that know the commits, and expire after the TTL",
+            f"({self.breaker.status().last_error}); entries those commits outdated are not "
+            "served by processes that know the commits, and expire after the TTL",
         )
 
     async def close(self) -> None:
@@ -213,17 +215,17 @@ class CacheInvalidator:
                         )
                     )
         except Exception as exc:
-            self.breaker.failed(exc)
+            self.breaker.failure(exc)
             self.metrics.errors += 1
             log.warning(
                 "cache invalidation of %s through %d waits: %s",
                 projection,
                 pending.checkpoint,
-                self.breaker.last_error,
+                self.breaker.status().last_error,
             )
             self._schedule_retry()
             return
-        self.breaker.succeeded()
+        self.breaker.success()
         self.metrics.invalidations += 1
         del self._pending[projection]
 

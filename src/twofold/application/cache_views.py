@@ -49,17 +49,28 @@ from twofold.application.cache import (
     ViewCache,
 )
 from twofold.application.cache_local import LocalCache
-from twofold.application.failure import BreakerState, CircuitBreaker
+from twofold.application.failure import Backoff, BreakerState, CircuitBreaker
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import Projection
 from twofold.application.views import Document, SortBy, ViewReader
 from twofold.codec import decode_json, encode_json
 
-__all__ = ["CachedViews", "owners_of"]
+__all__ = ["CachedViews", "cache_breaker", "owners_of"]
 
 log = logging.getLogger("twofold.cache")
 
 Load = Callable[[], Awaitable[Loaded]]
+
+
+def cache_breaker(settings: CacheSettings) -> CircuitBreaker:
+    """The breaker in front of the cache: ``failure_threshold`` failures in a row open it;
+    it tries again after ``reset_after`` seconds (growing while trials fail, up to 30 s),
+    one request at a time, so a hanging cache never holds many requests at once."""
+    return CircuitBreaker(
+        failure_threshold=settings.failure_threshold,
+        backoff=Backoff(initial=settings.reset_after, maximum=max(30.0, settings.reset_after)),
+        single_trial=True,
+    )
 
 
 def owners_of(projections: Iterable[Projection]) -> dict[str, str]:
@@ -88,11 +99,7 @@ class CachedViews:
         self.settings = settings = settings if settings is not None else CacheSettings()
         self.positions = positions
         self.metrics = metrics if metrics is not None else CacheMetrics()
-        self.breaker = breaker or CircuitBreaker(
-            "cache",
-            failure_threshold=settings.failure_threshold,
-            reset_after=settings.reset_after,
-        )
+        self.breaker = breaker or cache_breaker(settings)
         self.local = LocalCache(settings.local_entries) if settings.local_entries else None
         self._owners = dict(owners)
         self._epochs: dict[str, str] = {}
@@ -148,8 +155,8 @@ class CachedViews:
             return CacheStatus(CacheState.UP, "answers come from the cache when fresh")
         return CacheStatus(
             CacheState.DEGRADED,
-            f"the cache failed ({self.breaker.last_error}); answers come from the read store "
-            "until it answers again",
+            f"the cache failed ({self.breaker.status().last_error}); answers come from the "
+            "read store until it answers again",
         )
 
     # -- reading --------------------------------------------------------------------------
@@ -269,7 +276,7 @@ class CachedViews:
             self._failed(exc)
             self.metrics.fallbacks += 1
             return None
-        self.breaker.succeeded()
+        self.breaker.success()
         self._epochs[slot.projection] = lookup.ticket.epoch
         if self.local is not None:
             self.local.sync(slot.projection, lookup.ticket, period)
@@ -324,7 +331,7 @@ class CachedViews:
         except Exception as exc:
             self._failed(exc)
             return
-        self.breaker.succeeded()
+        self.breaker.success()
         if outcome is StoreOutcome.STORED:
             self.metrics.stores += 1
             if self.local is not None and not slot.is_list:
@@ -333,15 +340,16 @@ class CachedViews:
             self.metrics.refused_older += 1
 
     def _failed(self, exc: BaseException) -> None:
-        opened = self.breaker.opened
-        self.breaker.failed(exc)
+        opened = self.breaker.status().opened
+        self.breaker.failure(exc)
         self.metrics.errors += 1
-        if self.breaker.opened != opened:
+        status = self.breaker.status()
+        if status.opened != opened:
             log.warning(
                 "cache failed (%s): answering from the read store for %.1f s before trying "
                 "it again",
-                self.breaker.last_error,
-                self.breaker.reset_after,
+                status.last_error,
+                status.retry_in,
             )
 
 

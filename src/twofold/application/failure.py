@@ -94,6 +94,11 @@ class CircuitBreaker:
     ``failure(error)``. While OPEN, ``allow()`` is False until the reset delay has passed;
     then the breaker is HALF_OPEN and lets calls through until one outcome decides. The
     reset delay follows ``backoff`` across consecutive trials that fail.
+
+    With ``single_trial=True`` (for a dependency that many concurrent requests would all
+    wait on, like a cache that hangs), HALF_OPEN lets ONE call through; the others are
+    refused as if the breaker were open, until that trial reports. A trial that never
+    reports (its caller was cancelled) is replaced after another reset delay.
     """
 
     def __init__(
@@ -103,10 +108,13 @@ class CircuitBreaker:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        single_trial: bool = False,
     ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be 1 or more")
         self.failure_threshold = failure_threshold
+        self.single_trial = single_trial
+        self._trial_until: float | None = None
         self.backoff = backoff or Backoff(initial=1.0, maximum=30.0)
         self._clock = clock
         self._rng = rng
@@ -125,7 +133,15 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May a call go through now?"""
-        return self.state is not BreakerState.OPEN
+        state = self.state
+        if state is BreakerState.OPEN:
+            return False
+        if state is BreakerState.HALF_OPEN and self.single_trial:
+            now = self._clock()
+            if self._trial_until is not None and now < self._trial_until:
+                return False  # one trial at a time
+            self._trial_until = now + self.backoff.ceiling(self._trials_failed)
+        return True
 
     def retry_in(self) -> float:
         """Seconds until ``allow()`` turns True (0 when it is True now)."""
@@ -138,6 +154,7 @@ class CircuitBreaker:
         self._failures = 0
         self._trials_failed = 0
         self._last_error = None
+        self._trial_until = None
 
     def failure(self, error: BaseException | str) -> None:
         self._last_error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
@@ -150,6 +167,7 @@ class CircuitBreaker:
             self._open()
 
     def _open(self) -> None:
+        self._trial_until = None
         self._state = BreakerState.OPEN
         self._opened += 1
         self._open_until = self._clock() + self.backoff.delay(self._trials_failed, self._rng)
