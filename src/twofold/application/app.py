@@ -8,7 +8,6 @@ the stores the settings name; nothing else constructs adapters.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Collection, Sequence
@@ -16,6 +15,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from twofold.application.commands import CommandBus, CommandResult
+from twofold.application.coordination import Coordination, InProcess
 from twofold.application.ports import EventStore, IdempotencyStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import Projection
@@ -26,6 +26,7 @@ from twofold.application.views import DeadLetter, ReadStore
 from twofold.codec import Codec
 from twofold.domain.messages import Command, Event, Metadata, Query
 from twofold.errors import UnknownProjectionError
+from twofold.settings import Settings
 
 __all__ = ["App", "Service"]
 
@@ -70,6 +71,8 @@ class App:
         runners: Sequence[ProjectionRunner],
         idempotency: IdempotencyStore | None = None,
         run_projections: bool = True,
+        coordination: Coordination | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.service = service
         self.codec = codec
@@ -81,7 +84,9 @@ class App:
         self.runners = {runner.name: runner for runner in runners}
         self.idempotency = idempotency
         self.run_projections = run_projections
-        self._tasks: list[asyncio.Task[None]] = []
+        self.coordination: Coordination = coordination if coordination is not None else InProcess()
+        self.settings = settings if settings is not None else Settings()
+        """What the app was built from (bootstrap's settings)."""
         self._closers: list[Callable[[], Any]] = []
 
     @property
@@ -92,25 +97,32 @@ class App:
         """Call ``closer`` (sync or async) when the app closes, last registered first."""
         self._closers.append(closer)
 
-    async def start(self) -> None:
-        """Prepare every projection; start the runners when this process runs them."""
+    async def start(self, *, projections: Collection[str] | None = None) -> None:
+        """Prepare every projection, then join the processes sharing the read store
+        (``coordination``): when ``run_projections``, run or contend for ``projections``
+        (default: every one not applied inline); otherwise only follow their checkpoints."""
         for runner in self.runners.values():
             await runner.start()
+        names: list[str] = []
         if self.run_projections:
-            for runner in self.runners.values():
-                self._tasks.append(
-                    asyncio.create_task(
-                        runner.supervise(reload=False), name=f"run-{runner.name}"
-                    )
-                )
+            wanted = list(projections) if projections is not None else list(self.runners)
+            for name in wanted:
+                self.runner(name)  # an unknown name fails here
+            names = [name for name in wanted if not self.positions.is_inline(name)]
+        await self.coordination.start(self, run=names)
+
+    @property
+    def runs_projections(self) -> bool:
+        """Whether this process applies some projection now."""
+        return any(self.coordination.runs(name) for name in self.runners)
+
+    async def attended(self, projection: str) -> bool:
+        """Whether some process (this one or another) applies ``projection`` now."""
+        return await self.coordination.attended(projection)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        # The projections stop first: no commit follows the stores' closing.
+        await self.coordination.close()
         for closer in reversed(self._closers):
             outcome = closer()
             if asyncio.iscoroutine(outcome):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from twofold.errors import ConsistencyTimeoutError, ProjectionError
 
@@ -32,6 +32,7 @@ class PositionTracker:
         self._waiters: dict[str, list[tuple[int, int, asyncio.Future[None]]]] = {}
         self._counter = itertools.count()
         self._inline: set[str] = set()
+        self._listeners: list[Callable[[str, int], None]] = []
         self._refused: dict[str, ProjectionError] = {}
 
     def mark_inline(self, projection: str) -> None:
@@ -67,7 +68,15 @@ class PositionTracker:
         self._positions[projection] = position
         self._wake(projection, position)
 
+    def listen(self, callback: Callable[[str, int], None]) -> Callable[[], None]:
+        """Call ``callback(projection, position)`` whenever a position moves; returns the
+        function that stops it."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
     def _wake(self, projection: str, position: int) -> None:
+        for listener in self._listeners:
+            listener(projection, position)
         waiters = self._waiters.get(projection)
         while waiters and waiters[0][0] <= position:
             _, _, future = heapq.heappop(waiters)

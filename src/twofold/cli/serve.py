@@ -1,7 +1,7 @@
 """``twofold serve``: run an HttpApi (default: the reference shop) under uvicorn.
 
 With several workers every process appends to the same store and one of them runs the
-projections (see ``twofold.http.coordination``). Without API keys the server listens on
+projections (see ``twofold.adapters.sqlite.coordination``). Without API keys the server listens on
 loopback only, unless ``--allow-public`` says that an open write API is intended.
 """
 

@@ -15,7 +15,7 @@ about that interval, from the last committed checkpoint. The API processes then 
 ``TWOFOLD_PROJECTIONS=off``.
 
 On a SQLite read store (one host) a worker contends for the same file lock as the
-``twofold serve`` processes (``twofold.http.coordination``): whichever process holds it
+``twofold serve`` processes (``twofold.adapters.sqlite.coordination``): whichever process holds it
 runs every projection, and the others take over when it dies.
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import logging.config
@@ -31,16 +30,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twofold.application.app import Service
+from twofold.bootstrap import bootstrap, check_shared_projections
 from twofold.cli import loop
 from twofold.errors import ConfigurationError
 from twofold.logs import log_config
 from twofold.settings import Settings
-
-if TYPE_CHECKING:
-    from twofold.adapters.postgres.read_store import PostgresReadStore
 
 __all__ = ["DEFAULT_SERVICE", "add_worker_command", "load_service", "run_worker", "worker"]
 
@@ -133,55 +130,28 @@ async def run_worker(
     stop: asyncio.Event | None = None,
     handle_signals: bool = False,
 ) -> None:
-    """Share the projections with the other processes on the same views until ``stop``:
-    on PostgreSQL hold (or wait for) a lease on each projection and run those held; on a
-    SQLite file contend for its lock (one host) and run every projection while held."""
-    from twofold.bootstrap import bootstrap
-    from twofold.http.coordination import Coordinator, coordination_paths
+    """Share the projections with the other processes on the same views until ``stop``.
 
-    paths = coordination_paths(settings)
-    leased = settings.read_store.startswith(("postgresql:", "postgres:"))
-    if paths is None and not leased:
-        raise ConfigurationError(
-            "twofold worker shares projections through a lock on a SQLite file (one host) "
-            "or PostgreSQL leases; set TWOFOLD_READ_STORE to sqlite:///file.db or "
-            f"postgresql://... ({settings.read_store!r} cannot be shared with other processes)"
-        )
-    if paths is not None and projections:
-        raise ConfigurationError(
-            "--projection needs a PostgreSQL read store: on a SQLite file one process runs "
-            "every projection (it holds the file's lock); leave --projection out"
-        )
+    The App is built and coordinated exactly as in ``twofold serve`` (``bootstrap``): on
+    PostgreSQL it holds (or waits for) a lease on each projection and runs those held; on a
+    SQLite file it contends for the file's lock (one host) and runs every projection while
+    it holds it. Views no other process can share are refused.
+    """
+    check_shared_projections(settings, projections)
     stop = stop if stop is not None else asyncio.Event()
     if handle_signals:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-    app = await bootstrap(service, dataclasses.replace(settings, projections="off"))
-    async with app:
-        names = list(projections) if projections else list(app.runners)
-        for name in names:
-            app.runner(name)  # an unknown name fails here
-        log.info("worker pid %d shares projections: %s", os.getpid(), ", ".join(names))
-        if paths is not None:
-            coordinator = Coordinator(
-                app, lock_path=paths[0], run_dir=paths[1], retry_interval=retry_interval
-            )
-            await coordinator.start()
-            try:
-                await stop.wait()
-            finally:
-                await coordinator.close()
-            return
-        from twofold.adapters.postgres.leased import start_leased
-
-        store: PostgresReadStore = app.read_store  # type: ignore[assignment]
-        tasks = start_leased(app, store, names, retry_interval)
-        try:
-            await stop.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    app = await bootstrap(
+        service, dataclasses.replace(settings, projections="run"), retry_interval=retry_interval
+    )
+    try:
+        names = list(projections) if projections else None
+        await app.start(projections=names)
+        log.info(
+            "worker pid %d shares projections: %s", os.getpid(), ", ".join(names or app.runners)
+        )
+        await stop.wait()
+    finally:
+        await app.close()

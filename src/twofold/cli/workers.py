@@ -6,8 +6,9 @@ whichever worker wakes first accepts a burst of connections, and under keep-aliv
 can end up serving nearly all of them while the others idle.
 
 The parent only supervises: it restarts a worker that dies (the projections move to another
-worker meanwhile, see ``twofold.http.coordination``), stops when workers keep dying at start,
-and on SIGINT or SIGTERM asks every worker to finish its requests and waits for them.
+worker meanwhile, see ``twofold.adapters.sqlite.coordination``), stops when workers keep
+dying at start, and on SIGINT or SIGTERM asks every worker to finish its requests and waits
+for them.
 """
 
 from __future__ import annotations

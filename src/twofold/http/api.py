@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from twofold.application.app import Service
+from twofold.application.app import App, Service
 from twofold.application.commands import CommandResult
 from twofold.application.records import uuid7
 from twofold.errors import ConfigurationError
@@ -261,11 +261,15 @@ class HttpApi:
                 raise ConfigurationError(f"{method} {path} is declared twice")
 
     def asgi(self, settings: Settings | None = None) -> Starlette:
-        """The ASGI app. It builds the service's App on startup (from ``settings``, or from
-        the TWOFOLD_* environment then) and closes it on shutdown."""
+        """The ASGI app. It builds the service's App on startup with ``bootstrap`` (from
+        ``settings``, or from the TWOFOLD_* environment then) and closes it on shutdown."""
+        from twofold.bootstrap import bootstrap
         from twofold.http.server import build_asgi
 
-        return build_asgi(self, settings)
+        async def build() -> App:
+            return await bootstrap(self.service, settings)
+
+        return build_asgi(self, build)
 
 
 def _describe(fn: Callable[..., Any], tags: Sequence[str]) -> dict[str, Any]:

@@ -1,18 +1,18 @@
 """The ASGI app of an ``HttpApi``: routes, lifespan, and the operational endpoints.
 
-On startup the lifespan builds the service's App (``bootstrap``), starts it, and joins the
-other processes serving the same store (``Coordinator``): exactly one of them runs the
-projections, all of them append and answer. On shutdown it undoes that in reverse.
+On startup the lifespan builds the service's App (an App factory, ``bootstrap`` in
+``HttpApi.asgi``) and starts it: the App's coordination joins the other processes serving the
+same store, so that exactly one of them runs each projection while all of them append and
+answer. On shutdown it closes the App. Nothing here constructs an adapter.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
 import operator
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -27,10 +27,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from twofold.application.app import App
-from twofold.bootstrap import bootstrap
 from twofold.http.api import HttpApi
 from twofold.http.auth import ApiKeys
-from twofold.http.coordination import Coordinator, coordination_paths
 from twofold.http.docs import docs_asset, docs_page
 from twofold.http.endpoints import (
     CommandEndpoint,
@@ -45,7 +43,6 @@ from twofold.http.health import check_health
 from twofold.http.openapi import openapi_document
 from twofold.http.problems import PROBLEM_JSON, ProblemError, encode_problem, problem
 from twofold.http.request_ids import RequestIds
-from twofold.settings import Settings
 
 __all__ = ["TwofoldRuntime", "build_asgi"]
 
@@ -55,85 +52,43 @@ Endpoint = CommandEndpoint | QueryEndpoint
 _Dynamic = tuple[tuple[tuple[int, str], ...], "_Methods"]
 
 
+AppFactory = Callable[[], Awaitable[App]]
+"""Builds the service's App (``bootstrap`` does, in ``HttpApi.asgi``)."""
+
+
 @dataclasses.dataclass(kw_only=True)
 class TwofoldRuntime(Runtime):
     """The endpoints' runtime, plus what the operational endpoints need."""
 
-    settings: Settings | None = None
-    coordinator: Coordinator | None = None
     openapi: bytes | None = None
 
-    leased: bool = False
 
-    @property
-    def runs_projections(self) -> bool:
-        if self.coordinator is not None:
-            return self.coordinator.leader
-        return self.leased or (self.app is not None and self.app.run_projections)
-
-    async def attended(self, projection: str) -> bool:
-        """Whether some process runs ``projection`` now: this one, the holder of the
-        SQLite lock, or the holder of its PostgreSQL lease."""
-        if self.runs_projections:
-            return True
-        if self.coordinator is not None:
-            return self.coordinator.leader_alive()
-        is_leased = getattr(self.running().read_store, "is_leased", None)
-        if is_leased is not None:
-            return bool(await is_leased(projection))
-        return False
-
-
-def build_asgi(api: HttpApi, settings: Settings | None = None) -> Starlette:
+def build_asgi(api: HttpApi, app: App | AppFactory) -> Starlette:
+    """The ASGI app serving ``api`` with ``app``: a built App, or a function that builds
+    one on startup. The lifespan starts it (its projections run, or are followed, as its
+    coordination decides) and closes it on shutdown; nothing here picks a backend."""
     runtime = TwofoldRuntime(body_limit=api.body_limit)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        config = settings if settings is not None else Settings.from_env()
-        paths = coordination_paths(config)
-        leased = config.read_store.startswith(("postgresql:", "postgres:"))
-        # With shared views, the Coordinator (SQLite) or leases (PostgreSQL) decide which
-        # process runs each projection.
-        shared = paths is not None or leased
-        boot = dataclasses.replace(config, projections="off") if shared else config
-        app = await bootstrap(api.service, boot)
-        coordinator: Coordinator | None = None
-        leases: list[asyncio.Task[None]] = []
+        built = app if isinstance(app, App) else await app()
         try:
-            await app.start()
-            if paths is not None:
-                coordinator = Coordinator(
-                    app, lock_path=paths[0], run_dir=paths[1], contend=config.projections == "run"
-                )
-                await coordinator.start()
-            if leased:
-                leases = await _share_by_leases(app, run=config.projections == "run")
-                runtime.leased = config.projections == "run"
-            runtime.settings = config
-            runtime.keys = ApiKeys(config.api_keys)
-            runtime.coordinator = coordinator
+            await built.start()
+            runtime.keys = ApiKeys(built.settings.api_keys)
             runtime.openapi = _encoder.encode(openapi_document(api, auth=bool(runtime.keys)))
-            runtime.app = app
+            runtime.app = built
             yield
         finally:
             runtime.app = None
-            for task in leases:
-                task.cancel()
-            for task in leases:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if coordinator is not None:
-                await coordinator.close()
-            await app.close()
+            await built.close()
 
     async def health(_: Request) -> Response:
         app = runtime.running()
-        assert runtime.settings is not None
         report = await check_health(
             app,
-            threshold=runtime.settings.lag_threshold,
-            runs_projections=runtime.runs_projections,
-            attended=runtime.attended,
+            threshold=app.settings.lag_threshold,
+            runs_projections=app.runs_projections,
+            attended=app.attended,
         )
         status = 503 if report.status == "DOWN" else 200
         return Response(_encoder.encode(report), status, media_type="application/json")
@@ -307,16 +262,3 @@ def _title(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
-
-
-async def _share_by_leases(app: App, *, run: bool) -> list[asyncio.Task[None]]:
-    """On PostgreSQL: follow checkpoints by NOTIFY; when ``run``, run the projections whose
-    lease this process takes (every server process and ``twofold worker`` contend)."""
-    from twofold.adapters.postgres.leased import start_leased
-    from twofold.adapters.postgres.read_store import PostgresReadStore
-
-    store = app.read_store
-    if not isinstance(store, PostgresReadStore):
-        return []
-    await store.watch_checkpoints(app.positions.advance)
-    return start_leased(app, store, list(app.runners)) if run else []

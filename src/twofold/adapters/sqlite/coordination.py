@@ -1,4 +1,4 @@
-"""Several server processes on one store: one runs the projections, all read their writes.
+"""Coordination on one host: processes sharing a SQLite read store; one runs the projections.
 
 Every worker process appends to the event store itself (the store is multi-process safe).
 Projections are different: two runners on one read store would apply events twice. So:
@@ -17,7 +17,9 @@ Projections are different: two runners on one read store would apply events twic
   safety net, never the mechanism.
 
 The lock is host-local (``flock``): processes on other hosts need another lease (such as
-PostgreSQL advisory locks) and are not covered here.
+PostgreSQL advisory locks) and are not covered here. ``twofold serve`` (any number of
+workers), ``twofold worker`` and a library user's ``bootstrap(...)`` on one SQLite file all
+take part the same way: ``bootstrap`` gives each App a ``FileLockCoordination``.
 """
 
 from __future__ import annotations
@@ -31,17 +33,16 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import Any
 
 from twofold.application.app import App
 from twofold.application.commands import CommandEnvelope, CommandResult, Next
 from twofold.application.runner import ProjectionRunner
-from twofold.errors import ConsistencyTimeoutError
-from twofold.settings import Settings
+from twofold.errors import ConfigurationError
 
-__all__ = ["Coordinator", "coordination_paths"]
+__all__ = ["FileLockCoordination", "coordination_paths"]
 
 log = logging.getLogger("twofold.coordination")
 
@@ -50,19 +51,8 @@ _APPENDED = b"a"  # a process appended events: the leader's runners should look
 _PEERS_TTL = 1.0  # seconds a listing of the run folder is reused when broadcasting
 
 
-def coordination_paths(settings: Settings) -> tuple[Path, Path] | None:
-    """(lock file, run folder) when the settings' views are a SQLite file, shared by the
-    processes of one host; None otherwise: views in this process's memory cannot be
-    shared, and other read stores coordinate by their own means (PostgreSQL: leases and
-    NOTIFY). A second coordination beside those would run every projection twice."""
-    url = settings.read_store
-    if not url.startswith("sqlite://"):
-        return None
-    path = url[len("sqlite://") :]
-    if path.startswith("/"):
-        path = path[1:]
-    if not path or path == ":memory:":
-        return None
+def coordination_paths(path: str) -> tuple[Path, Path]:
+    """(lock file, run folder) of the SQLite read store at ``path`` (a file)."""
     store = Path(path).resolve()
     lock = store.with_name(store.name + ".projections.lock")
     # Socket paths are limited to about 100 bytes: keep the folder short, keyed by store.
@@ -70,29 +60,28 @@ def coordination_paths(settings: Settings) -> tuple[Path, Path] | None:
     return lock, Path(tempfile.gettempdir()) / f"twofold-{digest}"
 
 
-class Coordinator:
+class FileLockCoordination:
     """One process's part: contend for the projections, and follow the positions."""
+
+    shared = True
+    app: App  # set by start
 
     def __init__(
         self,
-        app: App,
+        path: str,
         *,
-        lock_path: Path,
-        run_dir: Path,
-        contend: bool = True,
         retry_interval: float = 1.0,
         poll_interval: float = 1.0,
     ) -> None:
-        self.app = app
-        self.lock_path = lock_path
-        self.run_dir = run_dir
-        self.contend = contend
+        self.lock_path, self.run_dir = coordination_paths(path)
+        self.contend = False
         self.retry_interval = retry_interval
         self.poll_interval = poll_interval
         self.leader = False
+        self._unlisten: Callable[[], None] | None = None
         self._lock_fd: int | None = None
         self._sock: socket.socket | None = None
-        self._sock_path = run_dir / f"{os.getpid()}-{id(self):x}.sock"
+        self._sock_path = self.run_dir / f"{os.getpid()}-{id(self):x}.sock"
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._appended = asyncio.Event()
@@ -102,7 +91,18 @@ class Coordinator:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, app: App, *, run: Collection[str]) -> None:
+        """Follow the checkpoints; when ``run`` names the projections, contend for them."""
+        missing = sorted(set(app.runners) - set(run)) if run else []
+        missing = [name for name in missing if not app.positions.is_inline(name)]
+        if missing:
+            raise ConfigurationError(
+                "on a SQLite read store one process runs every projection (it holds the "
+                f"file's lock), so it cannot leave out {', '.join(missing)}; run them all, "
+                "or use a PostgreSQL read store, whose projections are leased one by one"
+            )
+        self.app = app
+        self.contend = bool(run)
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -125,6 +125,9 @@ class Coordinator:
                 self._spawn(self._wait_for_lock(), "contend-projections")
 
     async def close(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -149,6 +152,12 @@ class Coordinator:
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(_report)
         self._tasks.append(task)
+
+    def runs(self, projection: str) -> bool:
+        return self.leader and projection in self.app.runners
+
+    async def attended(self, projection: str) -> bool:
+        return self.leader_alive()
 
     def leader_alive(self) -> bool:
         """Whether some process holds the projections' lock, so runs them, now."""
@@ -193,7 +202,8 @@ class Coordinator:
         self.leader = True
         for runner in self.app.runners.values():
             self._spawn(self._supervise(runner), f"run-{runner.name}")
-            self._spawn(self._watch(runner.name), f"watch-{runner.name}")
+        # Every commit of this process's runners moves a position: wake the others then.
+        self._unlisten = self.app.positions.listen(lambda _, __: self._changed.set())
         self._spawn(self._broadcast(), "broadcast-positions")
 
     async def _supervise(self, runner: ProjectionRunner) -> None:
@@ -202,15 +212,6 @@ class Coordinator:
         starts again with backoff. It reloads the checkpoint first: another process may
         have advanced it."""
         await runner.supervise()
-
-    async def _watch(self, name: str) -> None:
-        positions = self.app.positions
-        while True:
-            try:
-                await positions.wait([name], positions.position(name) + 1, 3600.0)
-            except ConsistencyTimeoutError:
-                continue
-            self._changed.set()
 
     async def _broadcast(self) -> None:
         while True:
