@@ -103,7 +103,8 @@ def test_a_projection_retrying_on_a_store_error_says_so_until_it_passes(
             "/api/users/u1", params={"min_position": renamed["position"], "timeout_ms": 30000}
         )
         assert ok(view)["name"] == "Bea"
-        users = projection(ok(client.get("/health")), "users")
+        # The status is written after the commit that settled it: wait for it (health poll).
+        users = wait_for(client, lambda u: u["status"] != "retrying")
         assert (users["status"], users["attempts"], users["error"]) == ("running", 0, None)
 
 
