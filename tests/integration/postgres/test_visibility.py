@@ -26,8 +26,8 @@ from psycopg.conninfo import make_conninfo
 from tests.unit import bank
 from twofold.adapters.postgres import PostgresEventStore
 from twofold.adapters.postgres._horizon import announcement
-from twofold.adapters.postgres._single import check_result, encode_append, statements
-from twofold.adapters.postgres._units import _INSERT as units_insert
+from twofold.adapters.postgres.append.sql import check_result, encode_append, statements
+from twofold.adapters.postgres.append.units import _INSERT as units_insert
 from twofold.adapters.postgres.migrations import migrate
 from twofold.application.app import Service
 from twofold.application.records import ANY, NO_STREAM, NewEvent, RecordedEvent, uuid7

@@ -30,7 +30,7 @@ from twofold.adapters.postgres._rows import (
     check_texts,
     recorded_event,
 )
-from twofold.adapters.postgres._writer import BatchWriter
+from twofold.adapters.postgres.append.writer import BatchWriter
 from twofold.adapters.postgres.migrations import migrate
 from twofold.application.records import (
     AppendResult,

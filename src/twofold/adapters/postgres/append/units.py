@@ -17,10 +17,8 @@ needs Python between two statements of the transaction.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,11 +27,12 @@ from psycopg import pq, sql
 
 from twofold.adapters import _append_rules as rules
 from twofold.adapters.postgres._arrays import bytea_array, int_array, text_array, uuid_array
-from twofold.adapters.postgres._batch import InlineApplier, lost
 from twofold.adapters.postgres._horizon import announcement
 from twofold.adapters.postgres._pool import is_connection_error
 from twofold.adapters.postgres._rows import EVENT_COLUMNS, recorded_event
-from twofold.adapters.postgres._single import expected_code
+from twofold.adapters.postgres.append.batch import lost
+from twofold.adapters.postgres.append.requests import InlineApplier, Unit
+from twofold.adapters.postgres.append.sql import expected_code
 from twofold.application.records import (
     AppendResult,
     IdempotencyRecord,
@@ -47,7 +46,7 @@ from twofold.errors import (
     IdempotencyKeyTakenError,
 )
 
-__all__ = ["Unit", "UnitWriter"]
+__all__ = ["UnitWriter"]
 
 _MAX_ATTEMPTS = 10
 Connection = psycopg.Connection[Any]
@@ -89,33 +88,6 @@ _VERSIONS = (
     "SELECT stream_id, max(stream_version) FROM {s}.events"
     " WHERE stream_id = ANY(%s::text[]) GROUP BY stream_id"
 )
-
-
-@dataclass(slots=True)
-class Unit:
-    """One ``append_streams`` call waiting for the writer."""
-
-    appends: tuple[StreamAppend, ...]
-    idempotency: IdempotencyRecord | None
-    future: asyncio.Future[tuple[AppendResult, ...]]
-    # Set once on the writer's thread: (True, results) or (False, exception).
-    outcome: tuple[bool, Any] | None = None
-
-    @property
-    def event_ids(self) -> set[uuid.UUID]:
-        return {event.event_id for append in self.appends for event in append.events}
-
-    @property
-    def size(self) -> int:
-        return sum(len(append.events) for append in self.appends)
-
-    def resolve(self, results: tuple[AppendResult, ...]) -> None:
-        if self.outcome is None:
-            self.outcome = (True, results)
-
-    def fail(self, exc: BaseException) -> None:
-        if self.outcome is None:
-            self.outcome = (False, exc)
 
 
 class UnitWriter:

@@ -18,12 +18,10 @@ only the appends at fault fail.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -32,11 +30,10 @@ from twofold.adapters import _append_rules as rules
 from twofold.adapters.postgres._arrays import bytea_array, int_array, text_array, uuid_array
 from twofold.adapters.postgres._pool import is_connection_error
 from twofold.adapters.postgres._rows import EVENT_COLUMNS, recorded_event
-from twofold.adapters.postgres._single import SingleAppend, expected_code
+from twofold.adapters.postgres.append.requests import InlineApplier, Request, Stale, Written
+from twofold.adapters.postgres.append.sql import SingleAppend, expected_code
 from twofold.application.records import (
     AppendResult,
-    ExpectedVersion,
-    NewEvent,
     RecordedEvent,
 )
 from twofold.errors import (
@@ -47,10 +44,6 @@ from twofold.errors import (
 
 __all__ = [
     "Appender",
-    "InlineApplier",
-    "Request",
-    "Stale",
-    "Written",
     "append_params",
     "build_result",
     "lost",
@@ -58,49 +51,6 @@ __all__ = [
 
 _MAX_ATTEMPTS = 10
 Connection = psycopg.Connection[Any]
-
-
-class InlineApplier(Protocol):
-    """A projection applied inside each batch's transaction (single-database mode)."""
-
-    name: str
-
-    def apply(self, conn: Connection, records: list[RecordedEvent]) -> None:
-        """Apply ``records`` (the batch's events, in position order) on ``conn``, inside the
-        open transaction; raising rolls the batch back."""
-        ...
-
-
-@dataclass(slots=True)
-class Request:
-    stream_id: str
-    events: Sequence[NewEvent]
-    expected: ExpectedVersion
-    future: asyncio.Future[AppendResult]
-    # Set once on the writer's thread: (True, AppendResult) or (False, exception).
-    outcome: tuple[bool, Any] | None = None
-    # Refused once without a read (_single._KNOWN): the next try reads the stream's version.
-    refused: bool = False
-
-    def resolve(self, result: AppendResult) -> None:
-        if self.outcome is None:
-            self.outcome = (True, result)
-
-    def fail(self, exc: BaseException) -> None:
-        if self.outcome is None:
-            self.outcome = (False, exc)
-
-
-@dataclass(slots=True)
-class Written:
-    request: Request
-    result: AppendResult
-
-
-@dataclass(slots=True)
-class Stale:
-    request: Request
-    actual: int
 
 
 class Appender:

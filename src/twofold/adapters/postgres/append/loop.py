@@ -30,24 +30,25 @@ from typing import Any
 import psycopg
 from psycopg import pq, sql
 
-from twofold.adapters.postgres._batch import Request, Written, build_result
 from twofold.adapters.postgres._listener import LISTENERS, presence_key
 from twofold.adapters.postgres._pool import connect
-from twofold.adapters.postgres._single import (
+from twofold.adapters.postgres.append.batch import build_result
+from twofold.adapters.postgres.append.requests import Request, Written
+from twofold.adapters.postgres.append.sql import (
     decode_rows,
     encode_append,
     expected_code,
     statements,
 )
 
-__all__ = ["DirectLane"]
+__all__ = ["LoopWriter"]
 
 Results = list[pq.abc.PGresult]
 # Told once, on the loop, how the statement in flight ended: its results, or the error.
 Done = Callable[[Results | None, BaseException | None], None]
 
 
-class DirectLane:
+class LoopWriter:
     """One connection, one statement in flight, driven by the event loop."""
 
     def __init__(self, url: str, schema: sql.Identifier) -> None:

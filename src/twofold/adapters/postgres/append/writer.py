@@ -27,31 +27,29 @@ its end.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import logging
-import queue
-import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 
-from twofold.adapters.postgres._batch import (
-    Appender,
+from twofold.adapters.postgres._pool import is_connection_error
+from twofold.adapters.postgres.append.batch import lost
+from twofold.adapters.postgres.append.loop import LoopWriter
+from twofold.adapters.postgres.append.requests import (
     InlineApplier,
+    Job,
     Request,
+    Unit,
     Written,
-    lost,
+    set_outcome,
+    settle,
 )
-from twofold.adapters.postgres._direct import DirectLane
-from twofold.adapters.postgres._pool import connect_sync, is_connection_error
-from twofold.adapters.postgres._single import expected_code
-from twofold.adapters.postgres._units import Unit, UnitWriter
+from twofold.adapters.postgres.append.sql import expected_code
+from twofold.adapters.postgres.append.thread import ThreadWriter
 from twofold.application.records import (
     AppendResult,
     ExpectedVersion,
@@ -72,13 +70,6 @@ _KNOWN_STREAMS = 100_000
 Connection = psycopg.Connection[Any]
 
 
-@dataclass(slots=True)
-class _Job:
-    fn: Callable[[Connection], Any]
-    future: asyncio.Future[Any]
-    outcome: tuple[bool, Any] | None = None  # set on the thread
-
-
 class BatchWriter:
     """Writes appends in batches; ``on_commit`` gets the last position of every batch."""
 
@@ -96,11 +87,11 @@ class BatchWriter:
         self._on_commit = on_commit
         self._own_listener = own_listener
         self._max_events = max_events
-        self._direct = DirectLane(url, schema)
-        self._thread = _Thread(url, schema)
+        self._direct = LoopWriter(url, schema)
+        self._thread = ThreadWriter(url, schema)
         # Replaced whole, never changed in place: the thread reads it once per batch.
         self._inline: dict[str, InlineApplier] = {}
-        self._pending: deque[Request | Unit | _Job] = deque()
+        self._pending: deque[Request | Unit | Job] = deque()
         self._wake: asyncio.Future[None] | None = None  # resolved when work comes
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # wakes the writer for a NOTIFY
@@ -148,7 +139,7 @@ class BatchWriter:
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(connection)`` on the writer's thread, between two batches."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Job(fn, future))
+        self._enqueue(Job(fn, future))
         return await future
 
     def attach(self, projection: InlineApplier) -> None:
@@ -198,12 +189,12 @@ class BatchWriter:
         self._busy = False
         if written is not None:
             request.resolve(written.result)
-            _settle([request])
+            settle([request])
             self.saw(request.stream_id, written.result.version)
             self._committed(written.result.position)
         elif exc is not None:
             request.fail(lost(exc) if is_connection_error(exc) else exc)
-            _settle([request])
+            settle([request])
         else:
             request.refused = True
             self._pending.appendleft(request)  # a mismatch or an error: the writer looks
@@ -248,7 +239,7 @@ class BatchWriter:
             self._task = asyncio.create_task(self._run(), name="twofold-postgres-writer")
         self._wake_up()
 
-    def _enqueue(self, item: Request | Unit | _Job) -> None:
+    def _enqueue(self, item: Request | Unit | Job) -> None:
         if self._closing:
             raise StoreClosedError()
         self._pending.append(item)
@@ -288,10 +279,10 @@ class BatchWriter:
             await self._announce()
             return
         item = self._pending[0]
-        if isinstance(item, _Job):
+        if isinstance(item, Job):
             self._pending.popleft()
             await self._thread.job(item)
-            _set(item.future, item.outcome or (False, EventStoreError("job not run")))
+            set_outcome(item.future, item.outcome or (False, EventStoreError("job not run")))
             return
         if isinstance(item, Unit):
             await self._write_units()
@@ -304,7 +295,7 @@ class BatchWriter:
             for request in batch:
                 request.fail(lost(exc) if is_connection_error(exc) else exc)
             last = 0
-        _settle(batch)
+        settle(batch)
         if last:
             self._committed(last)
 
@@ -317,7 +308,7 @@ class BatchWriter:
             for unit in units:
                 unit.fail(lost(exc) if is_connection_error(exc) else exc)
             last = 0
-        _settle(units)
+        settle(units)
         for unit in units:
             if unit.outcome is not None and unit.outcome[0]:
                 for result in unit.outcome[1]:
@@ -430,124 +421,3 @@ class BatchWriter:
         self._notify_at = now + self._notify_interval
 
 
-class _Thread:
-    """The writer's thread and its synchronous connection, started when first needed."""
-
-    def __init__(self, url: str, schema: sql.Identifier) -> None:
-        self._url = url
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._finished: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._conn: Connection | None = None
-        self._appender = Appender(schema, connection=self._connection, drop=self._drop)
-        self._units = UnitWriter(schema, connection=self._connection, drop=self._drop)
-
-    async def write(self, batch: list[Request], inline: Mapping[str, InlineApplier]) -> int:
-        """Write and settle ``batch`` on the thread; the last position committed."""
-        return await self._do(lambda: self._write(batch, inline), batch)
-
-    async def write_units(self, units: list[Unit], inline: Mapping[str, InlineApplier]) -> int:
-        """Write and settle ``units`` on the thread; the last position committed."""
-        return await self._do(lambda: self._write_units(units, inline), units)
-
-    async def job(self, job: _Job) -> None:
-        await self._do(lambda: self._run_job(job), [])
-
-    async def _do(self, work: Callable[[], int], requests: Sequence[Request | Unit]) -> int:
-        """Run ``work`` on the thread, then settle ``requests`` on the loop; its result."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[int] = loop.create_future()
-        self._put((work, requests, done, loop))
-        return await done
-
-    async def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            await asyncio.wrap_future(self._finished)
-
-    def _put(self, item: Any) -> None:
-        self._queue.put(item)
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._main, name="twofold-postgres-writer", daemon=True
-            )
-            self._thread.start()
-
-    def _main(self) -> None:
-        try:
-            while (item := self._queue.get()) is not None:
-                work, requests, done, loop = item
-                answer = _answer(requests, work(), done)
-                # RuntimeError: that loop is closed, so nobody awaits these futures any more.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(answer)
-        finally:
-            self._drop()
-            self._finished.set_result(None)
-
-    def _write(self, batch: list[Request], inline: Mapping[str, InlineApplier]) -> int:
-        try:
-            return self._appender.write(batch, inline)
-        except BaseException as exc:
-            for request in batch:
-                request.fail(lost(exc) if is_connection_error(exc) else exc)
-            return 0
-
-    def _write_units(self, units: list[Unit], inline: Mapping[str, InlineApplier]) -> int:
-        try:
-            return self._units.write(units, inline)
-        except BaseException as exc:
-            for unit in units:
-                unit.fail(lost(exc) if is_connection_error(exc) else exc)
-            return 0
-
-    def _run_job(self, job: _Job) -> int:
-        try:
-            outcome: tuple[bool, Any] = (True, job.fn(self._connection()))
-        except BaseException as exc:
-            if is_connection_error(exc):
-                self._drop()
-            outcome = (False, exc)
-        job.outcome = outcome
-        return 0
-
-    def _connection(self) -> Connection:
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            self._drop()
-            conn = self._conn = connect_sync(self._url)
-        return conn
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        self._appender.single.forget()
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-
-def _answer(
-    requests: Sequence[Request | Unit], result: int, done: asyncio.Future[int]
-) -> Callable[[], None]:
-    def answer() -> None:
-        _settle(requests)
-        if not done.done():
-            done.set_result(result)
-
-    return answer
-
-
-def _settle(requests: Sequence[Request | Unit]) -> None:
-    # On the event loop. A future may be done already: its awaiting task was cancelled.
-    for request in requests:
-        _set(request.future, request.outcome or (False, EventStoreError("append not settled")))
-
-
-def _set(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if future.done():
-        return
-    ok, value = outcome
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
