@@ -72,6 +72,11 @@ class LoopWriter:
         conn = self._conn
         return conn is not None and not conn.broken and self._waiting is None
 
+    @property
+    def busy(self) -> bool:
+        """A statement is in flight."""
+        return self._waiting is not None
+
     def send_one(
         self,
         request: Request,

@@ -1,32 +1,50 @@
 """Group commit: one writer per store turns concurrent appends into one transaction.
 
-Appends wait in a queue on the event loop; one writer task takes every append that is
-waiting (up to ``max_events`` events) and writes them as one transaction, so appends made
-while a batch is in flight share the next commit.
+Appends wait in a queue on the event loop; the writer takes every append that is waiting
+(up to ``max_events`` events) and writes them as one transaction, so appends made while a
+batch is in flight share the next commit. Batches run one at a time, in order, whichever
+path they take.
 
-A batch goes one of two ways:
+Which path an append takes, and why::
 
-- **on the event loop** (``_direct``): the usual case, a batch that needs only the append
-  statements, sent non-blocking by the loop itself (a batch of several pipelined, one
-  transaction). An append made while the writer is idle waits only for the end of its loop
-  turn: appends made in that turn share its batch, and a lone one is sent at once;
-- **on the writer's thread**, with a synchronous connection (``_batch``): a batch with
-  inline projections (their handlers are synchronous and run in the batch's transaction),
-  and whatever the loop's lane hands over (a version mismatch, a conflict, an error), which
-  the thread settles; and appends to several streams as one unit, with or without an
-  idempotency key (``_units``). The thread answers a whole batch with a single
-  ``call_soon_threadsafe``. Work that must not interleave with appends (attaching an inline
-  projection, switching one to a rebuilt copy) also runs there, in turn, through ``run``.
+    append(stream)                 append_streams(...)       run(fn)
+         |                          (a unit; and every        (attach or switch an
+         |                           idempotency key)          inline projection)
+         v                                 |                        |
+    inline projections attached? --yes-----+------------------------+
+         | no                              |                        |
+         v                                 v                        v
+    writer IDLE? --yes--> GATHERING: the rest of this loop turn; then
+         | no             one lone append -----> loop path, sent at once (``loop``)
+         v                several, or busy --+
+    queued for the writer task <-------------+
+         |
+         +-- single appends --> loop path (``loop``): each append's prepared INSERT
+         |                      (``sql``), pipelined, one Sync = one transaction
+         |     all written? ---> answered on the loop
+         |     otherwise (a mismatch, a unique violation, an error) ---+
+         v                                                             v
+         +-- units, jobs, inline batches -----------------> thread path (``thread``):
+                                                            ``batch`` settles single
+                                                            appends, ``units`` units
 
-Batches run one at a time, in order, whichever way they go. After commits the writer sends
-the store's notifications (``_listener``), paced: the first commit after a quiet spell is
-announced at once, those that follow within ``notify_interval`` share one notification at
-its end.
+- The **loop path** is the usual case: libpq non-blocking on the event loop, no thread in
+  between, because for a process that appends one event at a time the client's CPU per
+  append sets the rate, and a hand-over to a thread and back costs more than the statement.
+- The **thread path** takes what needs Python inside the transaction or a blocking
+  connection: inline projections (synchronous handlers, in the batch's transaction), units
+  (all or none, the idempotency key's answer built between two statements), settling what
+  the loop path could not write, and jobs. It answers with one ``call_soon_threadsafe``.
+
+After commits the writer sends the store's notifications (``_listener``), paced: the first
+commit after a quiet spell is announced at once, those that follow within
+``notify_interval`` share one notification at its end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import uuid
 from collections import deque
@@ -59,7 +77,7 @@ from twofold.application.records import (
 )
 from twofold.errors import EventStoreError, StoreClosedError
 
-__all__ = ["BatchWriter"]
+__all__ = ["BatchWriter", "WriterState"]
 
 T = TypeVar("T")
 _log = logging.getLogger("twofold.postgres")
@@ -68,6 +86,35 @@ _LISTENERS_FOR = 1.0
 # The most streams whose versions the writer remembers (``saw``).
 _KNOWN_STREAMS = 100_000
 Connection = psycopg.Connection[Any]
+
+
+class WriterState(enum.Enum):
+    """What the writer is doing; the transitions (all on the event loop)::
+
+                append                  end of the loop turn,
+        IDLE -----------------> GATHERING ---- one lone append ----> SENDING
+         ^ ^                        |                                  |  |
+         | |                        | several appends, or inline       |  | answered,
+         | |                        v                                  |  | nothing queued
+         | +--- nothing left --- WRITING <--- answered, more queued ---+  |
+         |                          ^         (or the append refused)     |
+         +--------------------------|-------------------------------------+
+                                    |
+        IDLE --- a unit, a job, a due notification
+
+        any state --close()--> CLOSING --queue written, last NOTIFY sent--> CLOSED
+
+    In GATHERING, SENDING and WRITING new appends queue behind the writer; in CLOSING and
+    CLOSED they are refused (StoreClosedError). While SENDING, the writer task waits for
+    the lone append's answer, which comes from the loop's reading of the socket.
+    """
+
+    IDLE = "idle"  # nothing queued, nothing in flight
+    GATHERING = "gathering"  # an append waits for the end of its loop turn (``_send_soon``)
+    SENDING = "sending"  # a lone append is in flight on the loop path, no task involved
+    WRITING = "writing"  # the writer task writes batches, units, jobs or a notification
+    CLOSING = "closing"  # ``close``: the queue is written, then the writer stops
+    CLOSED = "closed"
 
 
 class BatchWriter:
@@ -87,7 +134,7 @@ class BatchWriter:
         self._on_commit = on_commit
         self._own_listener = own_listener
         self._max_events = max_events
-        self._direct = LoopWriter(url, schema)
+        self._loop_path = LoopWriter(url, schema)
         self._thread = ThreadWriter(url, schema)
         # Replaced whole, never changed in place: the thread reads it once per batch.
         self._inline: dict[str, InlineApplier] = {}
@@ -95,10 +142,8 @@ class BatchWriter:
         self._wake: asyncio.Future[None] | None = None  # resolved when work comes
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # wakes the writer for a NOTIFY
-        self._closing = False
         self._versions: dict[str, int] = {}  # the versions streams are known to have reached
-        self._busy = False  # a batch, a job, a notification or a direct append is under way
-        self._soon = False  # ``_send_soon`` is due at the end of this loop turn
+        self._state = WriterState.IDLE
         self._channel = channel
         self._notify_interval = notify_interval
         self._latest = 0  # the last position committed ...
@@ -115,14 +160,14 @@ class BatchWriter:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[AppendResult] = loop.create_future()
         request = Request(stream_id, events, expected, future)
-        if self._soon or self._busy or self._pending or self._inline or self._closing:
+        if self._state is not WriterState.IDLE or self._inline:
             self._enqueue(request)
         else:
             # Nothing else to write. Wait for the end of this loop turn, not for the writer
             # task: appends made in the same turn (the writers a batch's answer woke) join
             # this one in a batch; a lone append is sent as it is (``_send_soon``).
             self._pending.append(request)
-            self._soon = True
+            self._state = WriterState.GATHERING
             loop.call_soon(self._send_soon)
         return await future
 
@@ -147,46 +192,52 @@ class BatchWriter:
         self._inline = {**self._inline, projection.name: projection}
 
     @property
+    def state(self) -> WriterState:
+        return self._state
+
+    @property
     def connection(self) -> psycopg.AsyncConnection[Any] | None:
         """The connection appends go out on (when no projection is applied inline)."""
-        return self._direct.connection
+        return self._loop_path.connection
 
     async def close(self) -> None:
         """Write what is queued, send the last notification, then stop."""
-        self._closing = True
+        self._state = WriterState.CLOSING
         self._nudge()
         assert self._task is not None
         await self._task
         await self._thread.stop()
-        await self._direct.close()
+        await self._loop_path.close()
 
     def _send_soon(self) -> None:
         """At the end of the loop turn of an append made while the writer was idle: send a
         lone append at once, on the loop's lane; give anything more to the writer task."""
-        self._soon = False
+        if self._state is not WriterState.GATHERING:
+            self._nudge()  # CLOSING: the writer task writes what is queued
+            return
         pending = self._pending
-        ready = not (self._busy or self._inline or self._closing) and self._direct.idle
         request = pending[0] if len(pending) == 1 else None
-        if not ready or not isinstance(request, Request):
+        if self._inline or not self._loop_path.idle or not isinstance(request, Request):
+            self._state = WriterState.WRITING
             self._nudge()
             return
         pending.popleft()
         if request.future.done():  # its caller gave up already
+            self._state = WriterState.IDLE
             return
-        self._busy = True
+        self._state = WriterState.SENDING
         try:
-            self._direct.send_one(
+            self._loop_path.send_one(
                 request,
                 lambda written, exc: self._sent(request, written, exc),
                 known=self._known(request),
             )
         except BaseException:
-            self._busy = False
+            self._state = WriterState.WRITING
             self._enqueue(request)
 
     def _sent(self, request: Request, written: Written | None, exc: BaseException | None) -> None:
         """The answer to a lone append sent by ``_send_soon`` (on the loop, from the socket)."""
-        self._busy = False
         if written is not None:
             request.resolve(written.result)
             settle([request])
@@ -198,11 +249,13 @@ class BatchWriter:
         else:
             request.refused = True
             self._pending.appendleft(request)  # a mismatch or an error: the writer looks
-        if self._pending or self._closing:
+        if self._state is WriterState.SENDING:
+            self._state = WriterState.WRITING if self._pending else WriterState.IDLE
+        if self._pending or self._state is WriterState.CLOSING:
             self._nudge()
 
     def _known(self, request: Request) -> bool:
-        """Whether ``request`` may go without reading its stream's version (_single._KNOWN):
+        """Whether ``request`` may go without reading its stream's version (``sql._KNOWN``):
         it expects no stream, or a version this store saw the stream reach."""
         if request.refused:
             return False
@@ -240,7 +293,7 @@ class BatchWriter:
         self._wake_up()
 
     def _enqueue(self, item: Request | Unit | Job) -> None:
-        if self._closing:
+        if self._state in (WriterState.CLOSING, WriterState.CLOSED):
             raise StoreClosedError()
         self._pending.append(item)
         self._nudge()
@@ -256,22 +309,24 @@ class BatchWriter:
         loop = asyncio.get_running_loop()
         while True:
             due = self._announced < self._latest and loop.time() >= self._notify_at
-            if self._busy or not (self._pending or due or self._closing):
-                # Nothing to do, or an append sent by ``append`` is in flight (its answer
-                # wakes the writer).
+            closing = self._state is WriterState.CLOSING
+            if self._loop_path.busy or not (self._pending or due or closing):
+                # Nothing to do, or a lone append sent by ``_send_soon`` is in flight (its
+                # answer wakes the writer).
+                if self._state is WriterState.WRITING:
+                    self._state = WriterState.IDLE
                 self._wake = loop.create_future()
                 await self._wake
                 continue
             if not self._pending and not due:
                 break  # closing, and all written
-            self._busy = True
-            try:
-                await self._step()
-            finally:
-                self._busy = False
+            if not closing:
+                self._state = WriterState.WRITING
+            await self._step()
         if self._timer is not None:
             self._timer.cancel()
         await self._announce()
+        self._state = WriterState.CLOSED
 
     async def _step(self) -> None:
         """Send a due notification, or write the next batch, or run the next job."""
@@ -380,10 +435,10 @@ class BatchWriter:
             return await self._thread.write(batch, inline)
         try:
             known = [self._known(request) for request in batch]
-            written, others = await self._direct.write(batch, known=known)
+            written, others = await self._loop_path.write(batch, known=known)
         except Exception as exc:
             if is_connection_error(exc):
-                await self._direct.close()
+                await self._loop_path.close()
             raise
         last = 0
         for item in written:
@@ -407,17 +462,16 @@ class BatchWriter:
         now = asyncio.get_running_loop().time()
         try:
             if now >= self._listened_until:
-                others = await self._direct.listeners(self._channel, besides=self._own_listener())
+                own = self._own_listener()
+                others = await self._loop_path.listeners(self._channel, besides=own)
                 self._listened = others > 0
                 self._listened_until = now + _LISTENERS_FOR
             if self._listened:
-                await self._direct.notify(self._channel, position)
+                await self._loop_path.notify(self._channel, position)
         except Exception as exc:
             if is_connection_error(exc):
-                await self._direct.close()
+                await self._loop_path.close()
             # Readers in other processes fall back to polling; nothing is lost.
             _log.warning("NOTIFY failed (readers will poll): %s", exc)
         self._announced = position
         self._notify_at = now + self._notify_interval
-
-
