@@ -18,6 +18,7 @@ from twofold.adapters.postgres import (
     open_postgres_event_store,
     split_schema,
 )
+from twofold.adapters.postgres.append.writer import WriterState
 from twofold.application.records import ANY, NO_STREAM, NewEvent, uuid7
 from twofold.errors import (
     ConcurrencyError,
@@ -214,10 +215,10 @@ async def test_two_stores_racing_on_one_stream_let_exactly_one_win(
 
 async def quiet(store: PostgresEventStore) -> None:
     """Wait until the writer is idle, so the next append is sent at once by its caller (the
-    path with ``_single._KNOWN``), not queued for the writer task."""
+    path with ``sql._KNOWN``), not queued for the writer task."""
     writer = store._writer
     for _ in range(3000):  # 30 s at most: a guard against hanging, not a limit
-        if not writer._busy and writer._direct.idle:
+        if writer.state is WriterState.IDLE and writer._direct.idle:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the writer did not go idle")

@@ -1,4 +1,4 @@
-"""Wake-ups between processes: NOTIFY after a commit (sent by ``_writer``), LISTEN here.
+"""Wake-ups between processes: NOTIFY after a commit (sent by ``append.writer``), LISTEN here.
 
 A notification is a hint that the log grew, never data: readers always re-read the log, so
 a lost notification only delays them until the next poll.
@@ -133,7 +133,7 @@ class ListenLoop:
         delay = 0.05
         while True:
             try:
-                conn = await connect(self._url)
+                conn = await connect(self._url, role="listen")
             except Exception as exc:
                 if not self._ready.done():
                     self._ready.set_exception(exc)

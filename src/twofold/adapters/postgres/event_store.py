@@ -1,6 +1,6 @@
 """The EventStore port on PostgreSQL (psycopg 3, asyncio).
 
-One store holds three kinds of connection: one writer (group commit, ``_writer``), a small
+One store holds three kinds of connection: one writer (group commit, ``append``), a small
 pool for reads and short statements, and one LISTEN connection, opened when the first
 subscription starts. Several processes may share a schema: appends stay correct across
 processes (unique constraints and version checks in the database), and readers in any
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import re
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from twofold.adapters.postgres._rows import (
     check_texts,
     recorded_event,
 )
+from twofold.adapters.postgres._urls import DEFAULT_SCHEMA, check_schema_name
 from twofold.adapters.postgres.append.writer import BatchWriter
 from twofold.adapters.postgres.migrations import migrate
 from twofold.application.records import (
@@ -48,18 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_SCHEMA", "PostgresEventStore", "check_schema_name"]
 
-DEFAULT_SCHEMA = "twofold"
-_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _SUBSCRIBE_PAGE = 500
-
-
-def check_schema_name(schema: str) -> str:
-    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigurationError(
-            f"schema {schema!r} is not a plain PostgreSQL name; use letters, digits and "
-            "underscores (at most 63), starting with a letter or underscore"
-        )
-    return schema
 
 
 def _channel(schema: str) -> str:
@@ -167,7 +156,7 @@ class PostgresEventStore:
         return a ready store."""
         store = cls(url, schema=schema, **options)
         if migrate_schema:
-            conn = await connect(url)
+            conn = await connect(url, role="migrate")
             try:
                 await migrate(conn, store._schema)
             finally:
@@ -206,7 +195,7 @@ class PostgresEventStore:
         idempotency: IdempotencyRecord | None = None,
     ) -> tuple[AppendResult, ...]:
         """Append to several streams in one transaction, all or none; the idempotency
-        record's key goes into ``idempotency_keys`` in that transaction (``_units``)."""
+        record's key goes into ``idempotency_keys`` in that transaction (``append.units``)."""
         rules.validate_streams(appends, idempotency)
         for append in appends:
             check_texts(append.stream_id, append.events)

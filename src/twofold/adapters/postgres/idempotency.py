@@ -87,7 +87,7 @@ class PostgresIdempotencyStore:
         check_schema_name(schema)
         check_keep_for(keep_for)
         if migrate_schema:
-            conn = await connect(url)
+            conn = await connect(url, role="migrate")
             try:
                 await migrate(conn, schema)
             finally:

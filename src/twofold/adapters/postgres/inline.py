@@ -2,7 +2,7 @@
 
 When the read store is the event store's own PostgreSQL schema, the writer can apply a
 projection's handlers to the events of each batch on its connection, in the batch's
-transaction, before COMMIT (``_batch``): the events, the views and the checkpoint commit
+transaction, before COMMIT (``append.batch``): the events, the views and the checkpoint commit
 together, so a query never sees a view older than a committed append (DESIGN 4, seed 004).
 A handler that raises rolls the append back (InlineProjectionError); nothing is parked.
 
@@ -34,7 +34,7 @@ import psycopg
 from twofold.adapters.postgres import views_ops as ops
 from twofold.adapters.postgres._pool import connect
 from twofold.adapters.postgres._rows import EVENT_COLUMNS, recorded_event
-from twofold.adapters.postgres.opening import split_schema
+from twofold.adapters.postgres._urls import split_schema
 from twofold.adapters.postgres.views_sql import ViewSchema
 from twofold.adapters.postgres.views_tx import PostgresViewTransaction
 from twofold.application.projections import (
@@ -202,7 +202,7 @@ async def check_single_database(event_store: str, read_store: str) -> None:
         raise ConfigurationError(f"{how} (now: schemas {event_schema!r} and {read_schema!r})")
     identities = []
     for url in (event_url, read_url):
-        conn = await connect(url)
+        conn = await connect(url, role="check")
         try:
             cur = await conn.execute(
                 "SELECT current_database(), (SELECT system_identifier FROM pg_control_system())"

@@ -13,7 +13,6 @@ every later call raises LeaseLostError instead of connecting again.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -21,19 +20,12 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from twofold.adapters.postgres._pool import application_name, connect_sync
 from twofold.errors import ProjectionError, StoreClosedError
 
-__all__ = ["Lane", "LeaseLostError", "sync_connect"]
+__all__ = ["Lane", "LeaseLostError"]
 
 T = TypeVar("T")
-
-# Without these, a connection to a host that vanished looks alive for hours (TCP only).
-KEEPALIVES = {
-    "keepalives": 1,
-    "keepalives_idle": 5,
-    "keepalives_interval": 2,
-    "keepalives_count": 3,
-}
 
 
 class LeaseLostError(ProjectionError):
@@ -47,22 +39,6 @@ class LeaseLostError(ProjectionError):
         )
 
 
-def sync_connect(url: str, *, application_name: str = "twofold") -> psycopg.Connection[Any]:
-    """An autocommit connection that returns times in UTC; callers open transactions."""
-    # Keepalives: a connection to a host that vanished would look alive for hours (TCP).
-    conn = psycopg.connect(
-        url,
-        autocommit=True,
-        keepalives=1,
-        keepalives_idle=5,
-        keepalives_interval=2,
-        keepalives_count=3,
-        application_name=application_name[:63],
-    )
-    conn.execute("SET TIME ZONE 'UTC'")
-    return conn
-
-
 class Lane:
     """Runs ``fn(conn, *args)`` on the lane's thread, one call at a time, in call order."""
 
@@ -70,7 +46,7 @@ class Lane:
         self._url = url
         self.name = name
         # Shown in pg_stat_activity: which process holds which lease.
-        self.application_name = f"twofold {name} pid {os.getpid()}"
+        self.application_name = application_name(name)
         self._fenced_for = fenced_for
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"twofold-{name}")
         self._conn: psycopg.Connection[Any] | None = None
@@ -109,7 +85,7 @@ class Lane:
         if self._lost:
             assert self._fenced_for is not None
             raise LeaseLostError(self._fenced_for)
-        self._conn = sync_connect(self._url, application_name=self.application_name)
+        self._conn = connect_sync(self._url, role=self.name)
         return self._conn
 
     async def disconnect(self) -> None:

@@ -175,7 +175,7 @@ class LoopWriter:
         if self._conn is not None and not self._conn.broken:
             return
         await self.close()
-        conn = await connect(self._url)
+        conn = await connect(self._url, role="writer")
         try:
             pg = conn.pgconn
             pg.nonblocking = 1

@@ -114,7 +114,7 @@ class ThreadWriter:
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             self._drop()
-            conn = self._conn = connect_sync(self._url)
+            conn = self._conn = connect_sync(self._url, role="writer-thread")
         return conn
 
     def _drop(self) -> None:

@@ -134,7 +134,7 @@ class BatchWriter:
         self._on_commit = on_commit
         self._own_listener = own_listener
         self._max_events = max_events
-        self._loop_path = LoopWriter(url, schema)
+        self._direct = LoopWriter(url, schema)
         self._thread = ThreadWriter(url, schema)
         # Replaced whole, never changed in place: the thread reads it once per batch.
         self._inline: dict[str, InlineApplier] = {}
@@ -198,7 +198,7 @@ class BatchWriter:
     @property
     def connection(self) -> psycopg.AsyncConnection[Any] | None:
         """The connection appends go out on (when no projection is applied inline)."""
-        return self._loop_path.connection
+        return self._direct.connection
 
     async def close(self) -> None:
         """Write what is queued, send the last notification, then stop."""
@@ -207,7 +207,7 @@ class BatchWriter:
         assert self._task is not None
         await self._task
         await self._thread.stop()
-        await self._loop_path.close()
+        await self._direct.close()
 
     def _send_soon(self) -> None:
         """At the end of the loop turn of an append made while the writer was idle: send a
@@ -217,7 +217,7 @@ class BatchWriter:
             return
         pending = self._pending
         request = pending[0] if len(pending) == 1 else None
-        if self._inline or not self._loop_path.idle or not isinstance(request, Request):
+        if self._inline or not self._direct.idle or not isinstance(request, Request):
             self._state = WriterState.WRITING
             self._nudge()
             return
@@ -227,7 +227,7 @@ class BatchWriter:
             return
         self._state = WriterState.SENDING
         try:
-            self._loop_path.send_one(
+            self._direct.send_one(
                 request,
                 lambda written, exc: self._sent(request, written, exc),
                 known=self._known(request),
@@ -310,7 +310,7 @@ class BatchWriter:
         while True:
             due = self._announced < self._latest and loop.time() >= self._notify_at
             closing = self._state is WriterState.CLOSING
-            if self._loop_path.busy or not (self._pending or due or closing):
+            if self._direct.busy or not (self._pending or due or closing):
                 # Nothing to do, or a lone append sent by ``_send_soon`` is in flight (its
                 # answer wakes the writer).
                 if self._state is WriterState.WRITING:
@@ -435,10 +435,10 @@ class BatchWriter:
             return await self._thread.write(batch, inline)
         try:
             known = [self._known(request) for request in batch]
-            written, others = await self._loop_path.write(batch, known=known)
+            written, others = await self._direct.write(batch, known=known)
         except Exception as exc:
             if is_connection_error(exc):
-                await self._loop_path.close()
+                await self._direct.close()
             raise
         last = 0
         for item in written:
@@ -463,14 +463,14 @@ class BatchWriter:
         try:
             if now >= self._listened_until:
                 own = self._own_listener()
-                others = await self._loop_path.listeners(self._channel, besides=own)
+                others = await self._direct.listeners(self._channel, besides=own)
                 self._listened = others > 0
                 self._listened_until = now + _LISTENERS_FOR
             if self._listened:
-                await self._loop_path.notify(self._channel, position)
+                await self._direct.notify(self._channel, position)
         except Exception as exc:
             if is_connection_error(exc):
-                await self._loop_path.close()
+                await self._direct.close()
             # Readers in other processes fall back to polling; nothing is lost.
             _log.warning("NOTIFY failed (readers will poll): %s", exc)
         self._announced = position
