@@ -50,8 +50,8 @@ from _common import Report, Target, machine
 from _pg_views import FULL_VIEWS, QUICK_VIEWS, bench_views
 
 from twofold.adapters.postgres import PostgresEventStore, migrate
-from twofold.application.records import NO_STREAM, NewEvent, uuid7
 from twofold.cli.loop import run as run_loop
+from twofold.records import NO_STREAM, NewEvent, uuid7
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DATA = b'{"order_id": "o-1042", "customer_id": "u-7", "amount": "129.90", "currency": "EUR"}'

@@ -63,13 +63,13 @@ from twofold.adapters.redis_streams.source import open_redis_source  # noqa: E40
 from twofold.adapters.sqlite.event_store import SQLiteEventStore  # noqa: E402
 from twofold.adapters.sqlite.read_store import SQLiteReadStore  # noqa: E402
 from twofold.adapters.sqlite.relay_store import SQLiteRelayStore  # noqa: E402
-from twofold.application.records import ANY  # noqa: E402
 from twofold.application.relay.core import Relay  # noqa: E402
 from twofold.application.relay.message import BusMessage  # noqa: E402
 from twofold.application.relay.publisher import Publisher  # noqa: E402
 from twofold.application.relay.remote import BusProjectionRunner  # noqa: E402
 from twofold.application.relay.source import BusSource  # noqa: E402
 from twofold.codec import Codec  # noqa: E402
+from twofold.records import ANY  # noqa: E402
 
 WINDOW = 256
 STREAMS = 1000

@@ -9,17 +9,6 @@ from twofold.application.commands import CommandBus, CommandContext, CommandResu
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import Projection
 from twofold.application.queries import QueryBus
-from twofold.application.records import (
-    ANY,
-    NO_STREAM,
-    STREAM_EXISTS,
-    AppendResult,
-    NewEvent,
-    RecordedEvent,
-    Snapshot,
-    StreamAppend,
-    uuid7,
-)
 from twofold.application.repository import Repository
 from twofold.application.runner import ProjectionRunner
 from twofold.application.views import (
@@ -44,6 +33,17 @@ from twofold.errors import (
     PositionBeyondHeadError,
     TwofoldError,
     ValidationError,
+)
+from twofold.records import (
+    ANY,
+    NO_STREAM,
+    STREAM_EXISTS,
+    AppendResult,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+    StreamAppend,
+    uuid7,
 )
 from twofold.settings import Settings
 

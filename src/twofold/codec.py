@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from twofold.application.records import NewEvent, RecordedEvent, StreamData, uuid7
 from twofold.domain.messages import Event, Metadata
 from twofold.errors import ConfigurationError, SerializationError
+from twofold.records import NewEvent, RecordedEvent, StreamData, uuid7
 
 __all__ = ["Codec", "Upcaster"]
 

@@ -23,8 +23,14 @@ Each error carries the facts as attributes and a message that says what to do::
     ├── ProjectionError
     │   ├── ForeignViewsError         the views were built from another event store; rebuild
     │   ├── GenerationChangedError    another process switched the views; reload and go on
+    │   ├── InlineProjectionError     a projection applied inline failed; the append is undone
+    │   │                             (twofold.application.projections)
+    │   ├── LeaseLostError            this process lost a projection's lease; another runs it
+    │   │                             (twofold.adapters.postgres.lanes)
     │   ├── ProjectionStoppedError    a projection stopped after its retries
     │   └── UnknownProjectionError    no projection of that name is registered
+    ├── ProblemError                  an HTTP answer as problem details, raised in the HTTP
+    │                                 layer (twofold.http.problems)
     └── RelayError                    moving events to or from a bus; its branch is drawn in
                                       twofold.application.relay.errors
 """

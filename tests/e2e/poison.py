@@ -7,10 +7,10 @@ import asyncio
 from decimal import Decimal
 
 from twofold.application.ports import EventStore
-from twofold.application.records import NO_STREAM, STREAM_EXISTS, NewEvent
 from twofold.bootstrap import open_event_store
 from twofold.codec import Codec
 from twofold.examples import shop
+from twofold.records import NO_STREAM, STREAM_EXISTS, NewEvent
 
 HUGE = 10**40
 """A quantity whose average order amount overflows the orders view's decimal context."""

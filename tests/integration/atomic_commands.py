@@ -28,7 +28,7 @@ from twofold.application.ports import EventStore, IdempotencyStore
 from twofold.codec import Codec
 
 if TYPE_CHECKING:
-    from twofold.application.records import (
+    from twofold.records import (
         AppendResult,
         ExpectedVersion,
         IdempotencyRecord,

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
 from twofold.application.ports import EventStore
-from twofold.application.records import ANY, AppendResult, ExpectedVersion
 from twofold.errors import ConcurrencyError
+from twofold.records import ANY, AppendResult, ExpectedVersion
 from twofold.testing.event_store_contract import new_event, read_everything
 
 

@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
-from twofold.application.records import NO_STREAM
+from twofold.records import NO_STREAM
 from twofold.testing.event_store_contract import new_event
 
 CHILD = r"""
 import asyncio, sys
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
-from twofold.application.records import NO_STREAM
+from twofold.records import NO_STREAM
 from twofold.testing.event_store_contract import new_event
-from twofold.application.records import ANY, NewEvent, uuid7
+from twofold.records import ANY, NewEvent, uuid7
 
 async def main(path):
     store = await SQLiteEventStore.open(path)

@@ -13,7 +13,6 @@ import pytest
 from twofold.adapters.sqlite._append import AppendOp, Batch
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
 from twofold.adapters.sqlite.schema import SCHEMA_VERSION, connect_writer
-from twofold.application.records import ANY, NO_STREAM, AppendResult, RecordedEvent
 from twofold.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -21,6 +20,7 @@ from twofold.errors import (
     EventStoreError,
     StoreClosedError,
 )
+from twofold.records import ANY, NO_STREAM, AppendResult, RecordedEvent
 from twofold.testing.event_store_contract import new_event
 
 

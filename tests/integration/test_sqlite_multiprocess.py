@@ -18,12 +18,12 @@ from collections import Counter
 from pathlib import Path
 
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
-from twofold.application.records import uuid7
+from twofold.records import uuid7
 
 CHILD = r"""
 import asyncio, json, sys
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
-from twofold.application.records import NO_STREAM, NewEvent, uuid7
+from twofold.records import NO_STREAM, NewEvent, uuid7
 from twofold.errors import ConcurrencyError
 
 async def main(path, rounds):
@@ -131,7 +131,7 @@ async def test_subscriber_sees_appends_of_another_process(tmp_path: Path) -> Non
             code = (
                 "import asyncio, sys, uuid\n"
                 "from twofold.adapters.sqlite.event_store import SQLiteEventStore\n"
-                "from twofold.application.records import NO_STREAM, NewEvent\n"
+                "from twofold.records import NO_STREAM, NewEvent\n"
                 "async def main():\n"
                 "    async with SQLiteEventStore(sys.argv[1]) as store:\n"
                 "        await store.append('elsewhere', [NewEvent(event_id=uuid.UUID(sys.argv[2]),"

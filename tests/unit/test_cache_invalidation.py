@@ -10,8 +10,8 @@ from tests.unit.cache_fakes import FlakyCache
 from twofold.adapters.memory.cache import MemoryViewCache
 from twofold.application.cache import CacheState, Entry, Slot
 from twofold.application.cache_invalidation import CacheInvalidator, recording
-from twofold.application.records import RecordedEvent
 from twofold.application.views import Document, ViewTransaction
+from twofold.records import RecordedEvent
 
 DOC = Slot("orders", "orders", "o-1")
 

@@ -27,8 +27,8 @@ from twofold import (
 )
 from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.sqlite.read_store import SQLiteReadStore
-from twofold.application.records import ANY
 from twofold.codec import encode_json
+from twofold.records import ANY
 
 
 class Noted(Event):

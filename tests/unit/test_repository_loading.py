@@ -13,8 +13,8 @@ from tests.unit.bank import Account, MoneyDeposited
 from twofold import Codec, Event, Repository, uuid7
 from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
-from twofold.application.records import StreamData
 from twofold.errors import SerializationError
+from twofold.records import StreamData
 
 
 class NarrowStore(InMemoryEventStore):

@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Collection, Sequence
 from datetime import timedelta
 
-from twofold.application.records import (
+from twofold.errors import ConcurrencyError, DuplicateEventError
+from twofold.records import (
     AppendResult,
     ExpectedVersion,
     IdempotencyRecord,
@@ -20,7 +21,6 @@ from twofold.application.records import (
     StreamAppend,
     StreamState,
 )
-from twofold.errors import ConcurrencyError, DuplicateEventError
 
 __all__ = [
     "check_answer",

@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
-from twofold.application.records import RecordedEvent
 from twofold.application.views import Collection, Document
 from twofold.errors import ConfigurationError
+from twofold.records import RecordedEvent
 
 __all__ = ["CachedViewTransaction"]
 

@@ -37,8 +37,8 @@ from twofold.application.cache import (
     ViewCache,
 )
 from twofold.application.failure import Backoff, CircuitBreaker
-from twofold.application.records import RecordedEvent
 from twofold.application.views import ApplyBatch, Document, ViewTransaction
+from twofold.records import RecordedEvent
 
 __all__ = ["CacheInvalidator", "TouchRecorder", "recording"]
 

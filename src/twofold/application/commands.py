@@ -23,12 +23,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from twofold.application.records import AppendResult, IdempotencyRecord, RecordedEvent
 from twofold.application.repository import Repository
 from twofold.codec import encode_json
 from twofold.domain.aggregate import Aggregate
 from twofold.domain.messages import Command, Metadata
 from twofold.errors import ConcurrencyError, ConfigurationError, HandlerNotFoundError
+from twofold.records import AppendResult, IdempotencyRecord, RecordedEvent
 
 __all__ = [
     "CommandBus",

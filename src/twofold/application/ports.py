@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import timedelta
 from typing import Protocol
 
-from twofold.application.records import (
+from twofold.records import (
     AppendResult,
     ExpectedVersion,
     IdempotencyRecord,

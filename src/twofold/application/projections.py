@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from twofold.application.records import RecordedEvent
 from twofold.application.views import Collection, ViewTransaction
 from twofold.codec import Codec
 from twofold.domain.aggregate import collect_handlers
 from twofold.domain.messages import Event
 from twofold.errors import ProjectionError
+from twofold.records import RecordedEvent
 
 __all__ = ["InlineProjectionError", "Projection"]
 

@@ -7,15 +7,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from twofold.application.ports import EventStore
-from twofold.application.records import (
-    NO_STREAM,
-    AppendResult,
-    ExpectedVersion,
-    IdempotencyRecord,
-    Snapshot,
-    StreamAppend,
-    StreamData,
-)
 from twofold.codec import Codec, decode_json, encode_json
 from twofold.domain.aggregate import Aggregate
 from twofold.domain.messages import Metadata
@@ -24,6 +15,15 @@ from twofold.errors import (
     AggregateNotFoundError,
     ConcurrencyError,
     SerializationError,
+)
+from twofold.records import (
+    NO_STREAM,
+    AppendResult,
+    ExpectedVersion,
+    IdempotencyRecord,
+    Snapshot,
+    StreamAppend,
+    StreamData,
 )
 
 __all__ = ["Repository"]

@@ -29,7 +29,6 @@ from typing import Any
 from twofold.application.ports import EventStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import HandlerFailed, Projection, make_apply
-from twofold.application.records import RecordedEvent
 from twofold.application.views import (
     DeadLetter,
     ProjectionState,
@@ -44,6 +43,7 @@ from twofold.errors import (
     ProjectionStoppedError,
     ValidationError,
 )
+from twofold.records import RecordedEvent
 
 __all__ = ["ProjectionRunner", "describe_error", "foreign_views"]
 

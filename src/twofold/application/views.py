@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from twofold.application.records import RecordedEvent
+from twofold.records import RecordedEvent
 
 __all__ = [
     "Collection",

@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from twofold.application.app import App, Service
 from twofold.application.commands import CommandResult
-from twofold.application.records import uuid7
 from twofold.errors import ConfigurationError
 from twofold.http.auth import Principal
+from twofold.records import uuid7
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette

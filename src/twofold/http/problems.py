@@ -27,6 +27,7 @@ from twofold.errors import (
     ForeignViewsError,
     IdempotencyKeyReusedError,
     PositionBeyondHeadError,
+    TwofoldError,
     ValidationError,
 )
 
@@ -69,7 +70,7 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """version-mismatch: the aggregate's version now."""
 
 
-class ProblemError(Exception):
+class ProblemError(TwofoldError):
     """Raised inside the HTTP layer to answer with a problem (and extra headers)."""
 
     def __init__(self, problem: Problem, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:

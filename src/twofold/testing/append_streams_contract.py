@@ -14,7 +14,13 @@ from datetime import timedelta
 import pytest
 
 from twofold.application.ports import EventStore, IdempotencyStore
-from twofold.application.records import (
+from twofold.errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    EventStoreError,
+    IdempotencyKeyTakenError,
+)
+from twofold.records import (
     ANY,
     NO_STREAM,
     AppendResult,
@@ -23,12 +29,6 @@ from twofold.application.records import (
     NewEvent,
     StreamAppend,
     uuid7,
-)
-from twofold.errors import (
-    ConcurrencyError,
-    DuplicateEventError,
-    EventStoreError,
-    IdempotencyKeyTakenError,
 )
 
 __all__ = ["AppendStreamsContract"]

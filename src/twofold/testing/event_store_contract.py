@@ -39,7 +39,8 @@ import pytest
 import pytest_asyncio
 
 from twofold.application.ports import EventStore
-from twofold.application.records import (
+from twofold.errors import ConcurrencyError, DuplicateEventError, StoreClosedError
+from twofold.records import (
     ANY,
     NO_STREAM,
     STREAM_EXISTS,
@@ -48,7 +49,6 @@ from twofold.application.records import (
     Snapshot,
     uuid7,
 )
-from twofold.errors import ConcurrencyError, DuplicateEventError, StoreClosedError
 from twofold.testing.append_streams_contract import AppendStreamsContract
 
 __all__ = ["EventStoreContract", "new_event", "read_everything"]

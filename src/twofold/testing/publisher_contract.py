@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 import pytest
 import pytest_asyncio
 
-from twofold.application.records import RecordedEvent, uuid7
 from twofold.application.relay.errors import BrokerUnavailableError, MessageRefusedError
 from twofold.application.relay.message import BusMessage
 from twofold.application.relay.publisher import Publisher
+from twofold.records import RecordedEvent, uuid7
 
 __all__ = ["PublisherContract", "bus_message"]
 

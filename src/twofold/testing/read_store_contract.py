@@ -22,7 +22,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from twofold.application.records import RecordedEvent
 from twofold.application.views import (
     Collection,
     ProjectionStatus,
@@ -35,6 +34,7 @@ from twofold.errors import (
     QueryError,
     UnknownProjectionError,
 )
+from twofold.records import RecordedEvent
 
 ORDERS = Collection("orders", indexes={"status": str, "total": float, "lines": int})
 NOTES = Collection("notes")

@@ -16,12 +16,12 @@ from twofold.adapters.nats.source import open_nats_source
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
 from twofold.adapters.sqlite.read_store import SQLiteReadStore
 from twofold.adapters.sqlite.relay_store import SQLiteRelayStore
-from twofold.application.records import ANY
 from twofold.application.relay.core import Relay
 from twofold.application.relay.publisher import Publisher
 from twofold.application.relay.remote import BusProjectionRunner
 from twofold.application.relay.source import BusSource
 from twofold.codec import Codec
+from twofold.records import ANY
 
 DEADLINE = 120.0  # bounds a broken test; no figure depends on it
 ACCOUNTS = 12

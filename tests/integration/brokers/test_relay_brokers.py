@@ -15,10 +15,10 @@ from twofold.adapters.nats import open_nats_publisher
 from twofold.adapters.redis_streams import open_redis_publisher
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
 from twofold.adapters.sqlite.relay_store import SQLiteRelayStore
-from twofold.application.records import ANY
 from twofold.application.relay.core import Relay
 from twofold.application.relay.message import BusMessage
 from twofold.application.relay.publisher import Publisher
+from twofold.records import ANY
 from twofold.testing.event_store_contract import new_event, read_everything
 
 DEADLINE = 120.0  # bounds a broken test; no figure depends on it

@@ -39,11 +39,11 @@ from twofold.adapters.nats.source import open_nats_source
 from twofold.adapters.redis_streams.source import open_redis_source
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
 from twofold.adapters.sqlite.read_store import SQLiteReadStore
-from twofold.application.records import ANY
 from twofold.application.relay.remote import BusProjectionRunner
 from twofold.application.relay.source import BusSource
 from twofold.application.runner import ProjectionRunner
 from twofold.codec import Codec
+from twofold.records import ANY
 
 DEADLINE = 300.0  # seconds; bounds a broken run, no figure depends on it
 ACCOUNTS = 40

@@ -16,8 +16,8 @@ from tests.integration.atomic_commands import (
 from tests.integration.test_atomic_commands import run_until_killed
 from twofold.adapters.postgres import PostgresEventStore, PostgresIdempotencyStore
 from twofold.application.ports import EventStore, IdempotencyStore
-from twofold.application.records import NO_STREAM, IdempotencyRecord, StreamAppend
 from twofold.errors import IdempotencyKeyTakenError
+from twofold.records import NO_STREAM, IdempotencyRecord, StreamAppend
 from twofold.testing.event_store_contract import new_event, read_everything
 
 pytestmark = pytest.mark.postgres

@@ -19,13 +19,13 @@ from twofold.adapters.postgres import (
     split_schema,
 )
 from twofold.adapters.postgres.append.writer import WriterState
-from twofold.application.records import ANY, NO_STREAM, NewEvent, uuid7
 from twofold.errors import (
     ConcurrencyError,
     ConfigurationError,
     DuplicateEventError,
     EventStoreError,
 )
+from twofold.records import ANY, NO_STREAM, NewEvent, uuid7
 
 pytestmark = pytest.mark.postgres
 

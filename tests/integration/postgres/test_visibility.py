@@ -30,10 +30,10 @@ from twofold.adapters.postgres.append.sql import check_result, encode_append, st
 from twofold.adapters.postgres.append.units import _INSERT as units_insert
 from twofold.adapters.postgres.migrations import migrate
 from twofold.application.app import Service
-from twofold.application.records import ANY, NO_STREAM, NewEvent, RecordedEvent, uuid7
 from twofold.application.views import ViewTransaction
 from twofold.bootstrap import bootstrap
 from twofold.examples import shop
+from twofold.records import ANY, NO_STREAM, NewEvent, RecordedEvent, uuid7
 from twofold.settings import Settings
 
 from ._raw_writer import append_params, append_query

@@ -24,12 +24,12 @@ from tests.integration.postgres.conftest import drop_schema
 from twofold.adapters.postgres.leases import lease_key
 from twofold.application.app import Service
 from twofold.application.projections import Projection
-from twofold.application.records import NO_STREAM
 from twofold.application.views import Collection, ViewTransaction
 from twofold.bootstrap import bootstrap
 from twofold.domain.aggregate import when
 from twofold.domain.messages import Event
 from twofold.examples import shop
+from twofold.records import NO_STREAM
 from twofold.settings import Settings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -8,8 +8,8 @@ import pytest
 
 from twofold.adapters.postgres import PostgresEventStore
 from twofold.adapters.postgres.append.writer import BatchWriter, WriterState
-from twofold.application.records import NO_STREAM
 from twofold.errors import StoreClosedError
+from twofold.records import NO_STREAM
 from twofold.testing.event_store_contract import new_event
 
 pytestmark = pytest.mark.postgres

@@ -11,7 +11,6 @@ import pytest
 
 from tests.unit.relay.ledger import Ledger, ParkingLedger
 from twofold.adapters.sqlite.read_store import SQLiteReadStore
-from twofold.application.records import RecordedEvent, uuid7
 from twofold.application.relay.errors import BrokerUnavailableError, MessageGapError
 from twofold.application.relay.message import BusMessage
 from twofold.application.relay.remote import BusProjectionRunner
@@ -19,6 +18,7 @@ from twofold.application.relay.source import Delivery
 from twofold.application.views import ProjectionStatus
 from twofold.codec import Codec
 from twofold.errors import ProjectionStoppedError
+from twofold.records import RecordedEvent, uuid7
 
 
 class FakeSource:

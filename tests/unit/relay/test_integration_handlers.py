@@ -11,7 +11,6 @@ from tests.unit.relay.test_bus_runner import FakeSource, Log
 from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.memory.relay_store import MemoryRelayStore
 from twofold.application.failure import Backoff
-from twofold.application.records import ANY
 from twofold.application.relay.handlers import (
     BusHandlerRunner,
     HandlerContext,
@@ -20,6 +19,7 @@ from twofold.application.relay.handlers import (
 )
 from twofold.application.relay.source import Delivery
 from twofold.codec import Codec
+from twofold.records import ANY
 
 DEADLINE = 60.0
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from twofold.application.records import RecordedEvent, uuid7
 from twofold.application.relay.errors import MalformedMessageError
 from twofold.application.relay.message import BusMessage, decode_message
+from twofold.records import RecordedEvent, uuid7
 
 
 def record(**fields: object) -> RecordedEvent:

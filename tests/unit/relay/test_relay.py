@@ -12,9 +12,9 @@ from tests.unit.relay.fakes import FakePublisher
 from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.memory.relay_store import MemoryRelayStore
 from twofold.application.failure import Backoff, BreakerState, CircuitBreaker
-from twofold.application.records import ANY
 from twofold.application.relay.core import Relay, RelayState
 from twofold.application.relay.message import BusMessage
+from twofold.records import ANY
 from twofold.testing.event_store_contract import new_event
 
 DEADLINE = 60.0  # bounds a broken test; no test depends on it being short

@@ -14,13 +14,13 @@ from typing import Any, TypeVar
 import msgspec
 
 from twofold.application.projections import Projection
-from twofold.application.records import RecordedEvent
 from twofold.application.views import Collection
 from twofold.codec import Codec
 from twofold.domain.aggregate import Aggregate
 from twofold.domain.messages import Command, Event, Query
 from twofold.errors import AggregateExistsError, AggregateNotFoundError
 from twofold.examples import shop
+from twofold.records import RecordedEvent
 
 A = TypeVar("A", bound=Aggregate)
 R = TypeVar("R")

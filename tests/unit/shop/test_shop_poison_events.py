@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from twofold.application.app import App
-from twofold.application.records import NO_STREAM, STREAM_EXISTS
 from twofold.bootstrap import bootstrap
 from twofold.examples import shop
 from twofold.http.health import check_health
+from twofold.records import NO_STREAM, STREAM_EXISTS
 from twofold.settings import Settings
 
 # A quantity no view can hold: the customer's average order amount overflows its decimal

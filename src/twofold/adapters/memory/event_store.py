@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 
 from twofold.adapters import _append_rules as rules
 from twofold.adapters.memory._keys import KeyTable
-from twofold.application.records import (
+from twofold.errors import (
+    DuplicateEventError,
+    EventStoreError,
+    IdempotencyKeyTakenError,
+    StoreClosedError,
+)
+from twofold.records import (
     AppendResult,
     ExpectedVersion,
     IdempotencyRecord,
@@ -23,12 +29,6 @@ from twofold.application.records import (
     Snapshot,
     StreamAppend,
     StreamData,
-)
-from twofold.errors import (
-    DuplicateEventError,
-    EventStoreError,
-    IdempotencyKeyTakenError,
-    StoreClosedError,
 )
 
 __all__ = ["InMemoryEventStore"]

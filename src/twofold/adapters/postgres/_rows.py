@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from twofold.application.records import NewEvent, RecordedEvent
+from twofold.records import NewEvent, RecordedEvent
 
 __all__ = ["EVENT_COLUMNS", "check_text", "check_texts", "recorded_event"]
 

@@ -32,7 +32,8 @@ from twofold.adapters.postgres._rows import (
 from twofold.adapters.postgres._urls import DEFAULT_SCHEMA, check_schema_name
 from twofold.adapters.postgres.append.writer import BatchWriter
 from twofold.adapters.postgres.migrations import migrate
-from twofold.application.records import (
+from twofold.errors import ConfigurationError, StoreClosedError
+from twofold.records import (
     AppendResult,
     ExpectedVersion,
     IdempotencyRecord,
@@ -41,7 +42,6 @@ from twofold.application.records import (
     Snapshot,
     StreamAppend,
 )
-from twofold.errors import ConfigurationError, StoreClosedError
 
 if TYPE_CHECKING:
     from twofold.adapters.postgres.inline import InlineProjection

@@ -43,9 +43,9 @@ from twofold.application.projections import (
     InlineProjectionError,
     make_apply,
 )
-from twofold.application.records import RecordedEvent
 from twofold.codec import Codec
 from twofold.errors import ConfigurationError, GenerationChangedError
+from twofold.records import RecordedEvent
 
 __all__ = ["InlineProjection", "check_single_database"]
 

@@ -40,7 +40,6 @@ from twofold.adapters.postgres.leases import TAKEN, ProjectionLease, lease_key
 from twofold.adapters.postgres.views_migrations import migrate_views
 from twofold.adapters.postgres.views_sql import ViewSchema
 from twofold.adapters.postgres.views_tx import decode_document
-from twofold.application.records import RecordedEvent
 from twofold.application.views import (
     ApplyBatch,
     Collection,
@@ -51,6 +50,7 @@ from twofold.application.views import (
     SortBy,
 )
 from twofold.errors import GenerationChangedError, StoreClosedError, UnknownProjectionError
+from twofold.records import RecordedEvent
 
 __all__ = ["PostgresReadStore"]
 

@@ -23,9 +23,9 @@ from twofold.adapters.postgres.views_sql import (
     create_collection_sql,
 )
 from twofold.adapters.postgres.views_tx import PostgresViewTransaction
-from twofold.application.records import RecordedEvent
 from twofold.application.views import ApplyBatch, Collection, IndexType, ProjectionStatus
 from twofold.errors import GenerationChangedError, UnknownProjectionError
+from twofold.records import RecordedEvent
 
 __all__ = [
     "begin_rebuild",

@@ -28,7 +28,8 @@ from twofold.adapters.sqlite._queries import (
     read_stream,
     to_event,
 )
-from twofold.application.records import (
+from twofold.errors import DuplicateEventError, EventStoreError, IdempotencyKeyTakenError
+from twofold.records import (
     AppendResult,
     ExpectedVersion,
     IdempotencyRecord,
@@ -36,7 +37,6 @@ from twofold.application.records import (
     RecordedEvent,
     StreamAppend,
 )
-from twofold.errors import DuplicateEventError, EventStoreError, IdempotencyKeyTakenError
 
 __all__ = ["AppendOp", "AppendStreamsOp", "Batch"]
 

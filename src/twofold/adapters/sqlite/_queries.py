@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from twofold.adapters._idempotency import PRUNE_BATCH
-from twofold.application.records import RecordedEvent, Snapshot
+from twofold.records import RecordedEvent, Snapshot
 
 if TYPE_CHECKING:
     from twofold.adapters.sqlite._append import Batch

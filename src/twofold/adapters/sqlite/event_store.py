@@ -35,7 +35,8 @@ from twofold.adapters.sqlite import _queries as sql
 from twofold.adapters.sqlite._append import AppendOp, AppendStreamsOp, Batch
 from twofold.adapters.sqlite._worker import Notifier, Reader, Writer
 from twofold.adapters.sqlite.schema import Synchronous, connect_reader, connect_writer
-from twofold.application.records import (
+from twofold.errors import ConfigurationError, StoreClosedError
+from twofold.records import (
     AppendResult,
     ExpectedVersion,
     IdempotencyRecord,
@@ -45,7 +46,6 @@ from twofold.application.records import (
     StreamAppend,
     StreamData,
 )
-from twofold.errors import ConfigurationError, StoreClosedError
 
 __all__ = ["SQLiteEventStore"]
 

@@ -37,7 +37,6 @@ from twofold.adapters.sqlite.views_sql import (
     to_us,
 )
 from twofold.adapters.sqlite.views_tx import SQLiteViewTransaction, encode_record
-from twofold.application.records import RecordedEvent
 from twofold.application.views import (
     ApplyBatch,
     Collection,
@@ -49,6 +48,7 @@ from twofold.application.views import (
 )
 from twofold.codec import decode_json
 from twofold.errors import GenerationChangedError, StoreClosedError, UnknownProjectionError
+from twofold.records import RecordedEvent
 
 __all__ = ["SQLiteReadStore"]
 

@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 
 from twofold.adapters._view_tx import CachedViewTransaction
-from twofold.application.records import RecordedEvent
 from twofold.application.views import Collection, Document
+from twofold.records import RecordedEvent
 
 __all__ = ["SQLiteViewTransaction", "decode_record", "encode_record"]
 

@@ -43,7 +43,6 @@ import msgspec
 
 from twofold.application.failure import Backoff, BreakerStatus, CircuitBreaker
 from twofold.application.ports import EventStore
-from twofold.application.records import RecordedEvent
 from twofold.application.relay.errors import (
     BrokerUnavailableError,
     MessageRefusedError,
@@ -52,6 +51,7 @@ from twofold.application.relay.errors import (
 from twofold.application.relay.message import DEFAULT_SOURCE, BusMessage
 from twofold.application.relay.publisher import Publisher
 from twofold.application.relay.store import ParkedMessage, RelayStore
+from twofold.records import RecordedEvent
 
 __all__ = ["Relay", "RelayState", "RelayStatus"]
 

@@ -27,12 +27,12 @@ from typing import Any
 
 from twofold.application.failure import Backoff
 from twofold.application.ports import EventStore
-from twofold.application.records import RecordedEvent
 from twofold.application.relay.errors import PublishError
 from twofold.application.relay.source import BusSource
 from twofold.application.relay.store import RelayStore
 from twofold.codec import Codec
 from twofold.domain.messages import Event, Metadata
+from twofold.records import RecordedEvent
 
 __all__ = [
     "BusHandlerRunner",

@@ -38,8 +38,8 @@ from urllib.parse import quote, unquote
 
 import msgspec
 
-from twofold.application.records import RecordedEvent
 from twofold.application.relay.errors import MalformedMessageError
+from twofold.records import RecordedEvent
 
 __all__ = [
     "CONTENT_TYPE",

@@ -31,7 +31,6 @@ from collections.abc import Callable, Sequence
 from twofold.application.failure import Backoff
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import HandlerFailed, Projection
-from twofold.application.records import RecordedEvent
 from twofold.application.relay.errors import MessageGapError, PublishError
 from twofold.application.relay.message import BusMessage
 from twofold.application.relay.source import BusSource, Delivery
@@ -44,6 +43,7 @@ from twofold.application.views import (
 )
 from twofold.codec import Codec
 from twofold.errors import GenerationChangedError, ProjectionStoppedError
+from twofold.records import RecordedEvent
 
 __all__ = ["BusProjectionRunner", "versions_collection"]
 

@@ -32,14 +32,14 @@ from twofold.adapters.postgres._pool import is_connection_error
 from twofold.adapters.postgres._rows import EVENT_COLUMNS, recorded_event
 from twofold.adapters.postgres.append.requests import InlineApplier, Request, Stale, Written
 from twofold.adapters.postgres.append.sql import SingleAppend, expected_code
-from twofold.application.records import (
-    AppendResult,
-    RecordedEvent,
-)
 from twofold.errors import (
     ConcurrencyError,
     DuplicateEventError,
     EventStoreError,
+)
+from twofold.records import (
+    AppendResult,
+    RecordedEvent,
 )
 
 __all__ = [

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 import psycopg
 
-from twofold.application.records import (
+from twofold.errors import EventStoreError
+from twofold.records import (
     AppendResult,
     ExpectedVersion,
     IdempotencyRecord,
@@ -23,7 +24,6 @@ from twofold.application.records import (
     RecordedEvent,
     StreamAppend,
 )
-from twofold.errors import EventStoreError
 
 __all__ = [
     "InlineApplier",

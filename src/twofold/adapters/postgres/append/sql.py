@@ -29,7 +29,7 @@ from psycopg import pq, sql
 
 from twofold.adapters.postgres._arrays import bytea_array, int_array, text_array, uuid_array
 from twofold.adapters.postgres._horizon import announcement
-from twofold.application.records import ExpectedVersion, NewEvent, StreamState
+from twofold.records import ExpectedVersion, NewEvent, StreamState
 
 __all__ = [
     "Row",

@@ -33,17 +33,17 @@ from twofold.adapters.postgres._rows import EVENT_COLUMNS, recorded_event
 from twofold.adapters.postgres.append.batch import lost
 from twofold.adapters.postgres.append.requests import InlineApplier, Unit
 from twofold.adapters.postgres.append.sql import expected_code
-from twofold.application.records import (
-    AppendResult,
-    IdempotencyRecord,
-    RecordedEvent,
-    StreamAppend,
-)
 from twofold.errors import (
     ConcurrencyError,
     DuplicateEventError,
     EventStoreError,
     IdempotencyKeyTakenError,
+)
+from twofold.records import (
+    AppendResult,
+    IdempotencyRecord,
+    RecordedEvent,
+    StreamAppend,
 )
 
 __all__ = ["UnitWriter"]

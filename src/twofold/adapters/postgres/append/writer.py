@@ -68,14 +68,14 @@ from twofold.adapters.postgres.append.requests import (
 )
 from twofold.adapters.postgres.append.sql import expected_code
 from twofold.adapters.postgres.append.thread import ThreadWriter
-from twofold.application.records import (
+from twofold.errors import EventStoreError, StoreClosedError
+from twofold.records import (
     AppendResult,
     ExpectedVersion,
     IdempotencyRecord,
     NewEvent,
     StreamAppend,
 )
-from twofold.errors import EventStoreError, StoreClosedError
 
 __all__ = ["BatchWriter", "WriterState"]
 
