@@ -57,3 +57,17 @@ def test_git_ignores_the_files_a_running_service_leaves() -> None:
         check=False,
     )
     assert result.stdout.split() == left, result.stderr
+
+
+def test_imports_keep_the_layers() -> None:
+    """import-linter's contracts (pyproject.toml): layers, edges without adapters, the
+    bottom below everything, the reference apps on the public API."""
+    command = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run(
+        [str(command), "--config", str(ROOT / "pyproject.toml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -16,6 +16,7 @@ from twofold.application.views import (
     DeadLetter,
     ProjectionState,
     ProjectionStatus,
+    SortBy,
     ViewReader,
     ViewTransaction,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "Service",
     "Settings",
     "Snapshot",
+    "SortBy",
     "StreamAppend",
     "TwofoldError",
     "ValidationError",

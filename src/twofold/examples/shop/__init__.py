@@ -15,9 +15,7 @@ questions (``GetOrder``); answers are frozen dataclasses (``OrderView``, ``Page`
 
 from __future__ import annotations
 
-from twofold.application.app import Service
-from twofold.application.commands import CommandBus
-from twofold.application.queries import QueryBus
+from twofold import CommandBus, QueryBus, Service
 from twofold.examples.shop.answers import (
     AuthorView,
     CommentView,

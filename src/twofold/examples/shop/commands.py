@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from twofold.application.commands import CommandBus, CommandContext
-from twofold.domain.messages import Command
+from twofold import Command, CommandBus, CommandContext
 from twofold.errors import ValidationError
 from twofold.examples.shop.domain.blog import Post
 from twofold.examples.shop.domain.events import OrderItem

@@ -12,10 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from twofold.application.queries import QueryBus
-from twofold.application.views import SortBy as SortTerm
-from twofold.application.views import ViewReader
-from twofold.domain.messages import Query
+from twofold import Query, QueryBus, ViewReader
+from twofold import SortBy as SortTerm
 from twofold.errors import ValidationError
 from twofold.examples.shop.answers import (
     CustomerStatistics,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twofold.domain.aggregate import Aggregate, when
+from twofold import Aggregate, when
 from twofold.errors import DomainRuleError
 from twofold.examples.shop.domain.events import CommentAdded, PostCreated
 

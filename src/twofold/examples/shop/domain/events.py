@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from decimal import Decimal
 
-from twofold.domain.messages import Event
+from twofold import Event
 
 __all__ = [
     "EVENTS",

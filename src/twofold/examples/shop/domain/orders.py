@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Literal
 
-from twofold.domain.aggregate import Aggregate, when
+from twofold import Aggregate, when
 from twofold.errors import DomainRuleError, ValidationError
 from twofold.examples.shop.domain.events import (
     OrderCancelled,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from twofold.domain.aggregate import Aggregate, when
+from twofold import Aggregate, when
 from twofold.examples.shop.domain.events import ProductAdded
 
 __all__ = ["Product"]

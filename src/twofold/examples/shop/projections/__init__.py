@@ -18,7 +18,7 @@ poison event never stops a view for every other stream (``App.dead_letters`` lis
 
 from __future__ import annotations
 
-from twofold.application.projections import Projection
+from twofold import Projection
 from twofold.examples.shop.projections.blog import BlogProjection
 from twofold.examples.shop.projections.orders import OrderProjection
 from twofold.examples.shop.projections.products import ProductProjection

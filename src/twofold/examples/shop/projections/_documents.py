@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from twofold.application.views import ViewTransaction
+from twofold import ViewTransaction
 
 __all__ = ["Document", "add_money", "divide_money", "money", "recorded_at", "timestamp"]
 

@@ -8,9 +8,7 @@ and the ``author_id`` index every post they wrote.
 
 from __future__ import annotations
 
-from twofold.application.projections import Projection
-from twofold.application.views import Collection, ViewTransaction
-from twofold.domain.aggregate import when
+from twofold import Collection, Projection, ViewTransaction, when
 from twofold.examples.shop.domain.events import (
     CommentAdded,
     PostCreated,

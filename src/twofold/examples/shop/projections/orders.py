@@ -8,9 +8,7 @@ into the order when it is placed and stays as it was; a customer's name follows 
 
 from __future__ import annotations
 
-from twofold.application.projections import Projection
-from twofold.application.views import Collection, ViewTransaction
-from twofold.domain.aggregate import when
+from twofold import Collection, Projection, ViewTransaction, when
 from twofold.examples.shop.domain.events import (
     OrderCancelled,
     OrderCreated,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from twofold.application.projections import Projection
-from twofold.application.views import Collection, ViewTransaction
-from twofold.domain.aggregate import when
+from twofold import Collection, Projection, ViewTransaction, when
 from twofold.examples.shop.domain.events import ProductAdded
 from twofold.examples.shop.projections._documents import money, recorded_at
 

@@ -7,9 +7,7 @@ write, and no separate domain list can drift.
 
 from __future__ import annotations
 
-from twofold.application.projections import Projection
-from twofold.application.views import Collection, ViewTransaction
-from twofold.domain.aggregate import when
+from twofold import Collection, Projection, ViewTransaction, when
 from twofold.examples.shop.domain.events import (
     OrderCreated,
     UserCreated,
