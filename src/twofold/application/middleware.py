@@ -21,6 +21,7 @@ from twofold.application.commands import (
 )
 from twofold.application.ports import IdempotencyStore
 from twofold.codec import encode_json
+from twofold.domain.messages import unstorable_text
 from twofold.errors import (
     CommandError,
     ConcurrencyError,
@@ -36,7 +37,14 @@ _result_decoder = msgspec.json.Decoder(CommandResult)
 
 
 async def validate(envelope: CommandEnvelope, call_next: Next) -> CommandResult:
-    """Run the command's own ``validate`` before any handler; it raises ValidationError."""
+    """Refuse text no backend can store (in the command, its metadata and its key), then run
+    the command's own ``validate``; either raises ValidationError before any handler runs."""
+    problems = unstorable_text(envelope.command)
+    problems.update(unstorable_text(envelope.metadata, "metadata"))
+    if envelope.idempotency_key is not None:
+        problems.update(unstorable_text(envelope.idempotency_key, "idempotency_key"))
+    if problems:
+        raise ValidationError(problems)
     envelope.command.validate()
     return await call_next(envelope)
 
