@@ -19,6 +19,7 @@ import uvicorn
 
 from twofold import Settings
 from twofold.examples.shop.http import api as shop_api
+from twofold.http.protocol import ProblemHttpToolsProtocol
 
 
 @contextmanager
@@ -32,7 +33,7 @@ def running(asgi_app: Any) -> Iterator[str]:
         asgi_app,
         lifespan="on",
         loop="asyncio",
-        http="httptools",
+        http=ProblemHttpToolsProtocol,
         ws="none",
         log_level="warning",
         access_log=False,

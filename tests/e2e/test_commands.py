@@ -173,9 +173,9 @@ def test_a_body_that_is_not_a_json_object_is_422(client: httpx.Client, raw: byte
     assert body["errors"]
 
 
-def test_a_body_over_the_size_limit_is_422(client: httpx.Client) -> None:
+def test_a_body_over_the_size_limit_is_413(client: httpx.Client) -> None:
     huge = {"email": "ann@example.com", "name": "x" * (2 * 1024 * 1024)}
-    body = problem(client.post("/api/users", json=huge), 422)
+    body = problem(client.post("/api/users", json=huge), 413)
     assert fields(body) == {"body"}
     assert head(client) == 0
 

@@ -116,7 +116,7 @@ def serve(args: argparse.Namespace) -> int:
     os.environ["TWOFOLD_APP"] = spec
     options: dict[str, Any] = {
         "loop": "uvloop",
-        "http": "httptools",
+        "http": "twofold.http.protocol:ProblemHttpToolsProtocol",
         "lifespan": "on",
         "log_level": args.log_level,
         "log_config": log_config(settings.log_format, args.log_level),

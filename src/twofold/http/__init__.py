@@ -5,7 +5,7 @@ Declare routes on an ``HttpApi``; it serves them with JSON bodies, problem detai
 your own writes, ETags, OpenAPI at ``/openapi.json``, docs at ``/docs`` and ``/health``.
 """
 
-from twofold.http.api import Call, CommandRoute, HttpApi, QueryRoute
+from twofold.http.api import Call, CommandRoute, HttpApi, Id, QueryRoute
 from twofold.http.endpoints import CommandAccepted
 from twofold.http.health import Health, ProjectionHealth
 from twofold.http.problems import FieldProblem, Problem
@@ -17,6 +17,7 @@ __all__ = [
     "FieldProblem",
     "Health",
     "HttpApi",
+    "Id",
     "Problem",
     "ProjectionHealth",
     "QueryRoute",

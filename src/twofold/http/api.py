@@ -28,6 +28,10 @@ A command answers ``{"id", "version", "position"}``; a query answers what its ha
 returns (``None`` becomes 404), encoded by msgspec. ``body``, ``params`` and ``response``
 are msgspec types: they decode the request strictly (422 naming the field) and they are
 the OpenAPI schemas.
+
+Path parameters are ids: 1 to 128 letters, digits or ``-_.:@``, starting with a letter or
+digit (``Id``, twofold's id rule). Anything else there is refused with 422 naming the
+parameter, so an id a client may send in a body as ``Id`` is always readable at its URL.
 """
 
 from __future__ import annotations
@@ -37,10 +41,13 @@ import inspect
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import msgspec
 
 from twofold.application.app import App, Service
 from twofold.application.commands import CommandResult
+from twofold.domain.messages import ID_PATTERN, MAX_ID_LENGTH
 from twofold.errors import ConfigurationError
 from twofold.http.auth import Principal
 from twofold.records import uuid7
@@ -50,11 +57,23 @@ if TYPE_CHECKING:
 
     from twofold.settings import Settings
 
-__all__ = ["Call", "CommandRoute", "HttpApi", "QueryRoute"]
+__all__ = ["Call", "CommandRoute", "HttpApi", "Id", "QueryRoute"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
+Id = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=ID_PATTERN,
+        description="1 to 128 letters, digits or -_.:@, starting with a letter or digit",
+        examples=["u-1"],
+    ),
+]
+"""An id as a body field or parameter: the alphabet every path parameter has, so that a
+resource created under it is readable at its URL."""
 _PATH_PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)}")
 # Ids derived from an Idempotency-Key live in their own UUID namespace.
 _ID_NAMESPACE = uuid.UUID("6d1c1f0e-7c2a-4f55-9a57-2f0d5d1e4b10")

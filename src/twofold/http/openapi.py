@@ -3,7 +3,9 @@
 Every route documents its request (body or parameters, and the headers twofold reads),
 its success and every problem it may answer, so a client generator or a fuzzer such as
 schemathesis sees the whole contract. Schemas come from ``msgspec.json.schema_components``,
-the same types that decode requests, so the document cannot drift from the code.
+the same types that decode requests, so the document cannot drift from the code; the
+limits the edge itself enforces (ids in paths, If-Match, Idempotency-Key, positions, text
+without NUL) are declared here too, so that no request valid by the schema is refused 422.
 """
 
 from __future__ import annotations
@@ -13,8 +15,16 @@ from typing import Any
 
 import msgspec
 
+from twofold.domain.messages import ID_PATTERN, MAX_ID_LENGTH
 from twofold.http.api import CommandRoute, HttpApi, QueryRoute
-from twofold.http.endpoints import MAX_TIMEOUT_MS, CommandAccepted
+from twofold.http.endpoints import (
+    IDEMPOTENCY_KEY_PATTERN,
+    IF_MATCH_PATTERN,
+    MAX_POSITION,
+    MAX_TIMEOUT_MS,
+    POSITION_PATTERN,
+    CommandAccepted,
+)
 from twofold.http.health import Health
 from twofold.http.problems import Problem
 
@@ -30,6 +40,8 @@ _STATUS_TEXT = {
     404: "No such resource",
     409: "Refused by a business rule, or the resource exists already; nothing was recorded",
     412: "If-Match names a version the resource has moved on from; nothing was recorded",
+    413: "The body is larger than the limit; nothing was recorded",
+    415: "The body is not JSON (application/json or a +json type); nothing was recorded",
     422: "Invalid input: the `errors` member lists each field at fault; nothing was recorded",
     503: "The view did not reach `min_position` in time (see Retry-After), or not ready",
 }
@@ -82,11 +94,29 @@ def _header(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "schema": schema}
 
 
+_ID_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+    "pattern": ID_PATTERN,
+    "description": "An id: 1 to 128 letters, digits or -_.:@, starting with a letter or digit",
+}
+# Text holds no NUL: no store keeps it (the edge refuses it in every text it is sent).
+_NO_NUL = "^[^\\u0000]*$"
+
+
 def _path_params(route: CommandRoute | QueryRoute) -> list[dict[str, Any]]:
     return [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        {"name": name, "in": "path", "required": True, "schema": dict(_ID_SCHEMA)}
         for name in route.path_params
     ]
+
+
+def _storable(schema: dict[str, Any]) -> dict[str, Any]:
+    """A text parameter's schema, declaring that it holds no NUL when nothing else does."""
+    if schema.get("type") == "string" and not {"pattern", "enum", "const"} & schema.keys():
+        return {**schema, "pattern": _NO_NUL}
+    return schema
 
 
 def _command_operation(route: CommandRoute) -> dict[str, Any]:
@@ -98,7 +128,7 @@ def _command_operation(route: CommandRoute) -> dict[str, Any]:
             "required": False,
             "description": "A repeat with the same key and body returns the first answer "
             "and records nothing; the same key with another body is refused (422).",
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
         }
     )
     if route.path_params:
@@ -109,7 +139,7 @@ def _command_operation(route: CommandRoute) -> dict[str, Any]:
                 "required": False,
                 "description": 'The version the client saw, as an entity tag ("3"); '
                 "412 when the resource has moved on.",
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": IF_MATCH_PATTERN, "examples": ['"3"']},
             }
         )
     headers = {
@@ -132,7 +162,7 @@ def _command_operation(route: CommandRoute) -> dict[str, Any]:
                     "application/json": {"schema": {"$ref": _REF.format(name="CommandAccepted")}}
                 },
             },
-            **_problems(401, 403, 404, 409, 412, 422, 503),
+            **_problems(401, 403, 404, 409, 412, 413, 415, 422, 503),
         },
     }
     if route.description:
@@ -160,14 +190,16 @@ def _query_operation(route: QueryRoute, components: dict[str, Any]) -> dict[str,
         by_name = {p["name"]: p for p in parameters}
         for field, schema in params.get("properties", {}).items():
             if field in by_name:
-                by_name[field]["schema"] = schema
+                # A path parameter is an id, whatever its field says, unless it says more.
+                if schema.get("type") != "string" or "pattern" in schema:
+                    by_name[field]["schema"] = schema
                 continue
             parameters.append(
                 {
                     "name": field,
                     "in": "query",
                     "required": field in required,
-                    "schema": _not_null(schema),
+                    "schema": _storable(_not_null(schema)),
                 }
             )
     parameters += [
@@ -177,7 +209,7 @@ def _query_operation(route: QueryRoute, components: dict[str, Any]) -> dict[str,
             "required": False,
             "description": "Answer from views that reflect at least this log position "
             "(a command's `position`); waits up to timeout_ms, then 503.",
-            "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION},
         },
         {
             "name": "timeout_ms",
@@ -190,8 +222,9 @@ def _query_operation(route: QueryRoute, components: dict[str, Any]) -> dict[str,
             "name": "Twofold-Min-Position",
             "in": "header",
             "required": False,
-            "description": "The same as min_position (the query parameter wins).",
-            "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+            "description": "The same as min_position (the query parameter wins): a whole "
+            "number from 0 to 2^63 - 1.",
+            "schema": {"type": "string", "pattern": POSITION_PATTERN},
         },
     ]
     headers: dict[str, Any] = {}

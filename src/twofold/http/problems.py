@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from twofold.domain.messages import ID_PATTERN, ID_RULE
 from twofold.errors import (
     AggregateExistsError,
     AggregateNotFoundError,
@@ -94,6 +95,8 @@ def invalid_input(errors: Sequence[FieldError | FieldProblem], detail: str = "")
 # msgspec names the place of a decoding error as a JSON path: "... - at `$.items[0].price`".
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+# Patterns whose rule reads better in words than as the regular expression msgspec quotes.
+_RULES = {f"Expected `str` matching regex {ID_PATTERN!r}": ID_RULE}
 
 
 def decoding_problem(
@@ -114,7 +117,7 @@ def decoding_problem(
     if missing:
         field = f"{path}.{missing['field']}" if path else missing["field"]
         return invalid_input([FieldProblem(field, "is required")])
-    return invalid_input([FieldProblem(path or where, message)])
+    return invalid_input([FieldProblem(path or where, _RULES.get(message, message))])
 
 
 def problem_for(error: BaseException, *, if_match: bool = False) -> ProblemError | None:

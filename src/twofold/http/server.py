@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import operator
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
@@ -208,16 +208,21 @@ class _RouteTable:
 
 class _Methods:
     """One path's endpoints by method, so a path with a command and a query (POST and GET
-    /api/users) is one resource: its 405 answer's Allow lists exactly both."""
+    /api/users) is one resource: its 405 answer's Allow lists exactly both (and HEAD, which
+    a GET route answers as GET, without the body)."""
 
     def __init__(self, endpoints: dict[str, Endpoint]) -> None:
         self.endpoints = endpoints
-        self.allow = ", ".join(sorted(endpoints))
+        self.head = endpoints.get("GET")
+        self.allow = ", ".join(sorted({*endpoints, *(("HEAD",) if self.head else ())}))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self.endpoints.get(scope["method"])
         if endpoint is not None:
             await endpoint(scope, receive, send)
+            return
+        if self.head is not None and scope["method"] == "HEAD":
+            await self.head(scope, receive, _without_body(send))
             return
         detail = f"{scope['method']} is not allowed on {scope['path']}; use {self.allow}"
         error = ProblemError(
@@ -225,6 +230,17 @@ class _Methods:
             headers=[(b"allow", self.allow.encode())],
         )
         await answer_problem(send, error, scope["path"])
+
+
+def _without_body(send: Send) -> Send:
+    """``send`` for a HEAD request: GET's status and headers (Content-Length included)."""
+
+    async def head(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            message = {"type": "http.response.body", "body": b""}
+        await send(message)
+
+    return head
 
 
 async def _http_problem(request: Request, error: Exception) -> Response:
