@@ -23,7 +23,7 @@ from twofold.application.views import (
 from twofold.bootstrap import bootstrap
 from twofold.codec import Codec
 from twofold.domain.aggregate import Aggregate, when
-from twofold.domain.messages import Command, Event, Metadata, Query
+from twofold.domain.messages import Command, Event, Metadata, Query, id_problem
 from twofold.errors import (
     AggregateExistsError,
     AggregateNotFoundError,
@@ -91,6 +91,7 @@ __all__ = [
     "ViewReader",
     "ViewTransaction",
     "bootstrap",
+    "id_problem",
     "uuid7",
     "when",
 ]

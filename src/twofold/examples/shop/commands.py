@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from twofold import Command, CommandBus, CommandContext
+from twofold import Command, CommandBus, CommandContext, id_problem
 from twofold.errors import ValidationError
 from twofold.examples.shop.domain.blog import Post
 from twofold.examples.shop.domain.events import OrderItem
@@ -20,6 +20,13 @@ from twofold.examples.shop.domain.rules import email_problem, money_problem, tex
 from twofold.examples.shop.domain.users import User
 
 __all__ = [
+    "MAX_ADDRESS",
+    "MAX_COMMENT",
+    "MAX_NAME",
+    "MAX_POST_BODY",
+    "MAX_REASON",
+    "MAX_TITLE",
+    "MAX_TRACKING_NUMBER",
     "AddComment",
     "AddProduct",
     "CancelOrder",
@@ -33,7 +40,14 @@ __all__ = [
     "register_commands",
 ]
 
-ID_LIMIT = 100
+# The longest text each field takes, in characters (ids: twofold's id rule, 1 to 128).
+MAX_NAME = 200
+MAX_TITLE = 200
+MAX_POST_BODY = 100_000
+MAX_COMMENT = 10_000
+MAX_ADDRESS = 500
+MAX_TRACKING_NUMBER = 100
+MAX_REASON = 1000
 
 
 class _Problems(dict[str, str]):
@@ -44,7 +58,7 @@ class _Problems(dict[str, str]):
             self.setdefault(field, problem)
 
     def check_id(self, field: str, value: str) -> None:
-        self.check(field, text_problem(value, limit=ID_LIMIT))
+        self.check(field, id_problem(value))
 
     def raise_any(self) -> None:
         if self:
@@ -63,7 +77,7 @@ class CreateUser(Command):
         problems = _Problems()
         problems.check_id("user_id", self.user_id)
         problems.check("email", email_problem(self.email))
-        problems.check("name", text_problem(self.name))
+        problems.check("name", text_problem(self.name, limit=MAX_NAME))
         problems.raise_any()
 
 
@@ -85,7 +99,7 @@ class RenameUser(Command):
     def validate(self) -> None:
         problems = _Problems()
         problems.check_id("user_id", self.user_id)
-        problems.check("name", text_problem(self.name))
+        problems.check("name", text_problem(self.name, limit=MAX_NAME))
         problems.raise_any()
 
 
@@ -125,7 +139,7 @@ class AddProduct(Command):
     def validate(self) -> None:
         problems = _Problems()
         problems.check_id("product_id", self.product_id)
-        problems.check("name", text_problem(self.name))
+        problems.check("name", text_problem(self.name, limit=MAX_NAME))
         problems.check("price", money_problem(self.price))
         problems.raise_any()
 
@@ -158,8 +172,10 @@ class ShipOrder(Command):
     def validate(self) -> None:
         problems = _Problems()
         problems.check_id("order_id", self.order_id)
-        problems.check("shipping_address", text_problem(self.shipping_address, limit=500))
-        problems.check("tracking_number", text_problem(self.tracking_number, limit=100))
+        problems.check("shipping_address", text_problem(self.shipping_address, limit=MAX_ADDRESS))
+        problems.check(
+            "tracking_number", text_problem(self.tracking_number, limit=MAX_TRACKING_NUMBER)
+        )
         problems.raise_any()
 
 
@@ -170,7 +186,7 @@ class CancelOrder(Command):
     def validate(self) -> None:
         problems = _Problems()
         problems.check_id("order_id", self.order_id)
-        problems.check("reason", text_problem(self.reason, limit=1000))
+        problems.check("reason", text_problem(self.reason, limit=MAX_REASON))
         problems.raise_any()
 
 
@@ -212,8 +228,8 @@ class CreatePost(Command):
         problems = _Problems()
         problems.check_id("post_id", self.post_id)
         problems.check_id("author_id", self.author_id)
-        problems.check("title", text_problem(self.title))
-        problems.check("body", text_problem(self.body, limit=100_000))
+        problems.check("title", text_problem(self.title, limit=MAX_TITLE))
+        problems.check("body", text_problem(self.body, limit=MAX_POST_BODY))
         problems.raise_any()
 
 
@@ -228,7 +244,7 @@ class AddComment(Command):
         problems.check_id("post_id", self.post_id)
         problems.check_id("comment_id", self.comment_id)
         problems.check_id("author_id", self.author_id)
-        problems.check("text", text_problem(self.text, limit=10_000))
+        problems.check("text", text_problem(self.text, limit=MAX_COMMENT))
         problems.raise_any()
 
 

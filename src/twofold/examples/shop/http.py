@@ -7,6 +7,7 @@ decimal strings such as ``"12.50"``; ids a client leaves out are generated.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -42,7 +43,27 @@ from twofold.examples.shop import (
     ShipOrder,
     UserView,
 )
-from twofold.http import Call, HttpApi
+from twofold.examples.shop.commands import (
+    MAX_ADDRESS,
+    MAX_COMMENT,
+    MAX_NAME,
+    MAX_POST_BODY,
+    MAX_REASON,
+    MAX_TITLE,
+    MAX_TRACKING_NUMBER,
+)
+from twofold.examples.shop.domain.orders import MAX_ITEMS, MAX_QUANTITY
+from twofold.examples.shop.domain.rules import (
+    EMAIL_PATTERN,
+    MAX_EMAIL,
+    MAX_PRICE_DIGITS,
+    MAX_PRICE_PLACES,
+    NOT_BLANK_PATTERN,
+    PRICE_PATTERN,
+    price_text_problem,
+)
+from twofold.examples.shop.queries import DOMAIN_PATTERN, domain_problem
+from twofold.http import Call, HttpApi, Id
 
 __all__ = ["api", "app"]
 
@@ -58,14 +79,35 @@ api = HttpApi(
 Money = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^-?[0-9]{1,20}(\.[0-9]{1,10})?$",
-        description='A decimal amount as a string, such as "12.50"',
+        description=f'A decimal amount of 0 or more as a string, such as "12.50": at most '
+        f"{MAX_PRICE_DIGITS} digits before the point and {MAX_PRICE_PLACES} after",
         examples=["12.50"],
+        # Checked by price_text_problem (a msgspec pattern would let "1.00\n" through).
+        extra_json_schema={"pattern": PRICE_PATTERN},
     ),
 ]
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=MAX_EMAIL,
+        description="An e-mail address such as name@example.com",
+        extra_json_schema={"pattern": EMAIL_PATTERN},
+    ),
+]
 PageNumber = Annotated[int, msgspec.Meta(ge=1, le=1_000_000, description="From 1")]
 Size = Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE_SIZE, description="Items per page")]
+Quantity = Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY, description="How many, from 1")]
+
+
+def _text(limit: int) -> msgspec.Meta:
+    """Text of 1 to ``limit`` characters with one that is not white space (no NUL: no
+    store holds it). The commands check the same rules, with their own messages."""
+    return msgspec.Meta(
+        min_length=1, max_length=limit, extra_json_schema={"pattern": NOT_BLANK_PATTERN}
+    )
+
+
+Name = Annotated[str, _text(MAX_NAME)]
 CACHE = "no-cache"  # a cache may keep an answer, but must revalidate it with its ETag
 
 
@@ -73,25 +115,28 @@ CACHE = "no-cache"  # a cache may keep an answer, but must revalidate it with it
 
 
 class CreateUserBody(msgspec.Struct, kw_only=True):
-    email: str
-    name: str
+    email: Email
+    name: Name
     user_id: Id | None = None
 
 
 class ChangeEmailBody(msgspec.Struct):
-    new_email: str
+    new_email: Email
 
 
 class RenameUserBody(msgspec.Struct):
-    name: str
+    name: Name
 
 
 class UserPath(msgspec.Struct):
-    user_id: str
+    user_id: Id
 
 
 class UsersByDomain(msgspec.Struct):
-    email_domain: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    email_domain: Annotated[
+        str,
+        msgspec.Meta(min_length=1, max_length=255, extra_json_schema={"pattern": DOMAIN_PATTERN}),
+    ]
     page: PageNumber = 1
     size: Size = 20
 
@@ -138,6 +183,9 @@ def get_user(params: UserPath, call: Call) -> GetUser:
 @api.query("/api/users", params=UsersByDomain, response=Page[UserView], tags=["users"])
 def list_users(params: UsersByDomain, call: Call) -> ListUsersByEmailDomain:
     """Users with an e-mail address at a domain, oldest account first."""
+    problem = domain_problem(params.email_domain)
+    if problem is not None:
+        raise ValidationError({"email_domain": problem})
     return ListUsersByEmailDomain(domain=params.email_domain, page=params.page, size=params.size)
 
 
@@ -145,13 +193,20 @@ def list_users(params: UsersByDomain, call: Call) -> ListUsersByEmailDomain:
 
 
 class AddProductBody(msgspec.Struct, kw_only=True):
-    name: str
+    name: Name
     price: Money
     product_id: Id | None = None
 
 
 class ProductPath(msgspec.Struct):
-    product_id: str
+    product_id: Id
+
+
+def _price(text: str, field: str) -> Decimal:
+    problem = price_text_problem(text)
+    if problem is not None:
+        raise ValidationError({field: problem})
+    return Decimal(text)
 
 
 @api.command(
@@ -164,7 +219,7 @@ class ProductPath(msgspec.Struct):
 def add_product(body: AddProductBody, call: Call) -> AddProduct:
     """Add a product to the catalogue."""
     product_id = body.product_id or call.new_id()
-    return AddProduct(product_id=product_id, name=body.name, price=Decimal(body.price))
+    return AddProduct(product_id=product_id, name=body.name, price=_price(body.price, "price"))
 
 
 @api.query(
@@ -185,38 +240,45 @@ def get_product(params: ProductPath, call: Call) -> GetProduct:
 
 class OrderItemBody(msgspec.Struct):
     product_id: Id
-    quantity: Annotated[int, msgspec.Meta(description="More than 0")]
+    quantity: Quantity
     price: Money
 
 
 class CreateOrderBody(msgspec.Struct, kw_only=True):
     customer_id: Id
-    items: list[OrderItemBody]
+    items: Annotated[list[OrderItemBody], msgspec.Meta(min_length=1, max_length=MAX_ITEMS)]
     order_id: Id | None = None
 
 
 class ShipOrderBody(msgspec.Struct):
-    shipping_address: str
-    tracking_number: str
+    shipping_address: Annotated[str, _text(MAX_ADDRESS)]
+    tracking_number: Annotated[str, _text(MAX_TRACKING_NUMBER)]
 
 
 class CancelOrderBody(msgspec.Struct):
-    reason: str
+    reason: Annotated[str, _text(MAX_REASON)]
 
 
 class OrderPath(msgspec.Struct):
-    order_id: str
+    order_id: Id
 
 
 Status = Literal["CREATED", "SHIPPED", "CANCELLED"]
 # A text field, not a datetime: query strings convert loosely, and a bare number would
-# otherwise pass as seconds since 1970. The pattern admits ISO 8601 with a time zone only.
+# otherwise pass as seconds since 1970. ISO 8601 with a time zone only, in the years 0002 to
+# 9998, so that every instant stays within Python's years 1 to 9999 when moved to UTC.
+_YEAR = "(000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+MOMENT_PATTERN = (
+    rf"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}(:[0-9]{{2}}(\.[0-9]{{1,6}})?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+_MOMENT = re.compile(MOMENT_PATTERN.removeprefix("^").removesuffix("$"))
+_MOMENT_RULE = "must be ISO 8601 with a time zone, years 0002 to 9998, e.g. 2026-11-22T10:00:00Z"
 Moment = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$",
-        description="ISO 8601 with a time zone, e.g. 2026-11-22T10:00:00Z",
-        extra_json_schema={"format": "date-time"},
+        description="ISO 8601 with a time zone, e.g. 2026-11-22T10:00:00Z (years 0002 to 9998)",
+        extra_json_schema={"format": "date-time", "pattern": MOMENT_PATTERN},
     ),
 ]
 
@@ -224,6 +286,8 @@ Moment = Annotated[
 def _moment(value: str | None, field: str) -> datetime | None:
     if value is None:
         return None
+    if _MOMENT.fullmatch(value) is None:
+        raise ValidationError({field: _MOMENT_RULE})
     try:
         return datetime.fromisoformat(value)
     except ValueError:
@@ -231,7 +295,7 @@ def _moment(value: str | None, field: str) -> datetime | None:
 
 
 class OrderSearch(msgspec.Struct, kw_only=True):
-    customer_id: str | None = None
+    customer_id: Id | None = None
     status: Status | None = None
     from_: Moment | None = msgspec.field(default=None, name="from")
     to: Moment | None = None
@@ -245,8 +309,12 @@ class OrderSearch(msgspec.Struct, kw_only=True):
 def create_order(body: CreateOrderBody, call: Call) -> CreateOrder:
     """Place an order for an existing customer and existing products."""
     items = tuple(
-        OrderItem(product_id=item.product_id, quantity=item.quantity, price=Decimal(item.price))
-        for item in body.items
+        OrderItem(
+            product_id=item.product_id,
+            quantity=item.quantity,
+            price=_price(item.price, f"items[{i}].price"),
+        )
+        for i, item in enumerate(body.items)
     )
     return CreateOrder(
         order_id=body.order_id or call.new_id(), customer_id=body.customer_id, items=items
@@ -296,7 +364,7 @@ def search_orders(params: OrderSearch, call: Call) -> SearchOrders:
 
 
 class CustomerPath(msgspec.Struct):
-    customer_id: str
+    customer_id: Id
 
 
 @api.query(
@@ -315,19 +383,19 @@ def customer_statistics(params: CustomerPath, call: Call) -> GetCustomerStatisti
 
 class CreatePostBody(msgspec.Struct, kw_only=True):
     author_id: Id
-    title: str
-    body: str
+    title: Annotated[str, _text(MAX_TITLE)]
+    body: Annotated[str, _text(MAX_POST_BODY)]
     post_id: Id | None = None
 
 
 class AddCommentBody(msgspec.Struct, kw_only=True):
     author_id: Id
-    text: str
+    text: Annotated[str, _text(MAX_COMMENT)]
     comment_id: Id | None = None
 
 
 class PostPath(msgspec.Struct):
-    post_id: str
+    post_id: Id
 
 
 @api.command(

@@ -7,6 +7,7 @@ A query with bad paging or filters raises ValidationError naming the field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +27,7 @@ from twofold.examples.shop.answers import (
     from_json,
 )
 from twofold.examples.shop.domain.orders import ORDER_STATUSES
+from twofold.examples.shop.domain.rules import BLANKS_CLASS
 from twofold.examples.shop.projections._documents import timestamp
 from twofold.examples.shop.projections.blog import POSTS
 from twofold.examples.shop.projections.orders import (
@@ -37,6 +39,7 @@ from twofold.examples.shop.projections.products import PRODUCTS
 from twofold.examples.shop.projections.users import USER_PROFILES
 
 __all__ = [
+    "DOMAIN_PATTERN",
     "MAX_PAGE_SIZE",
     "GetCustomerStatistics",
     "GetOrder",
@@ -45,6 +48,7 @@ __all__ = [
     "GetUser",
     "ListUsersByEmailDomain",
     "SearchOrders",
+    "domain_problem",
     "register_queries",
 ]
 
@@ -52,6 +56,9 @@ T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+DOMAIN_PATTERN = rf"^[^\x00]*[^\x00@{BLANKS_CLASS}][^\x00]*$"
+"""An e-mail domain filter holds a character other than white space and "@"."""
+_DOMAIN_CHARACTER = re.compile(rf"[^@{BLANKS_CLASS}]")
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -102,6 +109,13 @@ class GetPost(Query[PostView | None]):
 # -- handlers ---------------------------------------------------------------------------
 
 
+def domain_problem(domain: str) -> str | None:
+    """What is wrong with an e-mail domain filter (``DOMAIN_PATTERN`` in words), or None."""
+    if _DOMAIN_CHARACTER.search(domain) is None:
+        return "must hold a domain, such as example.com"
+    return None
+
+
 async def get_user(query: GetUser, views: ViewReader) -> UserView | None:
     return await _get(views, USER_PROFILES, query.user_id, UserView)
 
@@ -109,9 +123,10 @@ async def get_user(query: GetUser, views: ViewReader) -> UserView | None:
 async def list_users_by_email_domain(
     query: ListUsersByEmailDomain, views: ViewReader
 ) -> Page[UserView]:
+    problem = domain_problem(query.domain)
+    if problem is not None:
+        raise ValidationError({"domain": problem})
     domain = query.domain.strip().removeprefix("@").lower()
-    if not domain:
-        raise ValidationError({"domain": "must not be empty"})
     return await _page(
         views,
         USER_PROFILES,
@@ -147,16 +162,22 @@ async def search_orders(query: SearchOrders, views: ViewReader) -> Page[OrderVie
             where["status"] = query.status
         else:
             problems["status"] = f"must be one of {', '.join(ORDER_STATUSES)}"
+    bounds: dict[str, str | None] = {"from_date": None, "to_date": None}
     for field, moment in (("from_date", query.from_date), ("to_date", query.to_date)):
-        if moment is not None and moment.utcoffset() is None:
+        if moment is None:
+            continue
+        if moment.utcoffset() is None:
             problems[field] = "must carry a time zone (for example 2024-05-01T00:00:00Z)"
+            continue
+        try:
+            bounds[field] = timestamp(moment)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first instant in UTC
+            problems[field] = "must lie within the years 1 to 9999 once moved to UTC"
     if problems:
         raise ValidationError(problems)
     between = None
     if query.from_date is not None or query.to_date is not None:
-        low = timestamp(query.from_date) if query.from_date is not None else None
-        high = timestamp(query.to_date) if query.to_date is not None else None
-        between = {"created_at": (low, high)}
+        between = {"created_at": (bounds["from_date"], bounds["to_date"])}
     return await _page(
         views,
         ORDERS,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Literal
 
-from twofold import Aggregate, when
+from twofold import Aggregate, id_problem, when
 from twofold.errors import DomainRuleError, ValidationError
 from twofold.examples.shop.domain.events import (
     OrderCancelled,
@@ -27,6 +27,8 @@ from twofold.examples.shop.domain.rules import money_problem
 __all__ = [
     "CANCELLED",
     "CREATED",
+    "MAX_ITEMS",
+    "MAX_QUANTITY",
     "ORDER_STATUSES",
     "SHIPPED",
     "Order",
@@ -42,6 +44,7 @@ CANCELLED = "CANCELLED"
 ORDER_STATUSES = (CREATED, SHIPPED, CANCELLED)
 
 MAX_ITEMS = 100
+MAX_QUANTITY = 1_000_000
 # Totals are exact sums of products; this context only bounds the digits so that every
 # process computes the same total whatever its thread's decimal context is.
 MONEY = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN)
@@ -81,10 +84,11 @@ def item_problems(items: Sequence[OrderItem]) -> dict[str, str]:
         return {"items": f"must hold at most {MAX_ITEMS} items"}
     problems: dict[str, str] = {}
     for i, item in enumerate(items):
-        if not item.product_id.strip():
-            problems[f"items[{i}].product_id"] = "must not be empty"
-        if item.quantity <= 0:
-            problems[f"items[{i}].quantity"] = "must be more than 0"
+        problem = id_problem(item.product_id)
+        if problem is not None:
+            problems[f"items[{i}].product_id"] = problem
+        if not 1 <= item.quantity <= MAX_QUANTITY:
+            problems[f"items[{i}].quantity"] = f"must be from 1 to {MAX_QUANTITY:,}"
         problem = money_problem(item.price)
         if problem is not None:
             problems[f"items[{i}].price"] = problem
