@@ -23,7 +23,7 @@ from schemathesis.checks import not_a_server_error, positive_data_acceptance
 from tests.e2e.conftest import running, shop_settings
 from tests.e2e.shop_client import shop
 from twofold.examples.shop.http import api
-from twofold.http.endpoints import IF_MATCH_PATTERN
+from twofold.http.accept import IF_MATCH_PATTERN
 from twofold.http.openapi import openapi_document
 
 DOCUMENT = openapi_document(api, auth=False)

@@ -5,10 +5,8 @@ the few headers it needs from the scope once, and sends pre-built header lists, 
 costs little more than the command or query it runs. Every failure is answered as problem
 details; an unexpected one is logged and answered 500 without its internals.
 
-What the edge accepts (DESIGN 7a), before anything runs: path parameters are ids
-(``twofold.http.Id``); command bodies are JSON (415 otherwise), at most the body limit
-(413), UTF-8, and hold no text a store cannot keep (NUL, lone surrogates: 422 naming the
-field); a query accepts only its declared parameters, each once, whole numbers as digits.
+Before anything runs, each request passes the checks of ``twofold.http.accept`` (what the
+edge accepts: ids, JSON bodies, limits, declared parameters).
 """
 
 from __future__ import annotations
@@ -16,8 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import re
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -25,7 +22,9 @@ import msgspec
 import msgspec.inspect
 
 from twofold.application.app import App
-from twofold.domain.messages import Metadata, id_problem, unstorable_text
+from twofold.domain.messages import Metadata, unstorable_text
+from twofold.http import accept
+from twofold.http.accept import MAX_POSITION
 from twofold.http.api import Call, CommandRoute, Id, QueryRoute
 from twofold.http.auth import ApiKeys, Principal
 from twofold.http.problems import (
@@ -52,33 +51,6 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 JSON = b"application/json"
 DEFAULT_TIMEOUT_MS = 5000
 MAX_TIMEOUT_MS = 30_000
-MAX_POSITION = 2**63 - 1
-IF_MATCH_PATTERN = r'^(W/)?"[0-9]{1,18}(\.[0-9a-f]{16})?"$'
-IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
-
-
-def _at_most(limit: int) -> str:
-    """A pattern for the digits (leading zeros allowed) of a whole number from 0 to
-    ``limit``, written as at most as many digits as ``limit`` has: the digits of a smaller
-    number of that length agree with ``limit``'s up to one that is less."""
-    digits = str(limit)
-    shorter = [f"[0-9]{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
-    same_length = [
-        digits[:i] + f"[0-{int(digits[i]) - 1}]" + _any_digits(len(digits) - i - 1)
-        for i in range(len(digits))
-        if digits[i] != "0"
-    ]
-    return "^(" + "|".join([*shorter, *same_length, digits]) + ")$"
-
-
-def _any_digits(count: int) -> str:
-    return f"[0-9]{{{count}}}" if count else ""
-
-
-POSITION_PATTERN = _at_most(MAX_POSITION)
-_IF_MATCH = re.compile(rb'(?:W/)?"([0-9]{1,18})(?:\.[0-9a-f]{16})?"')
-_IDEMPOTENCY_KEY = re.compile(rb"[!-~]{1,255}")
-_INTEGER = re.compile(r"-?[0-9]{1,20}")
 _WANTED = frozenset(
     {
         b"authorization",
@@ -167,167 +139,6 @@ async def answer_problem(send: Send, error: ProblemError, path: str) -> None:
     )
 
 
-async def _read_body(receive: Receive, limit: int, length: bytes | None) -> bytes:
-    if length is not None and length.isdigit() and int(length[:20]) > limit:
-        raise _too_large(limit)  # refused before reading a byte of it
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise ProblemError(problem(400, "disconnected", "Bad request", "client went away"))
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _too_large(limit: int) -> ProblemError:
-    message = f"is larger than the limit of {limit} bytes"
-    return ProblemError(
-        problem(
-            413,
-            "body-too-large",
-            "Content too large",
-            f"the body {message}; send a smaller one",
-            errors=[FieldProblem("body", message)],
-        )
-    )
-
-
-def _json_media_type(content_type: bytes | None, body: bytes) -> None:
-    """Refuse (415) a command body that is not JSON: ``application/json`` or a ``+json``
-    type, in UTF-8. Browsers send ``text/plain`` across sites without asking first (no CORS
-    preflight), so parsing it as JSON would let any web page record commands. A request
-    without a body and without a Content-Type is a command without fields."""
-    if content_type is None:
-        if not body:
-            return
-        reason = "the body has no Content-Type"
-    else:
-        media, _, parameters = content_type.partition(b";")
-        media = media.strip().lower()
-        if media == b"application/json" or (
-            media.startswith(b"application/") and media.endswith(b"+json")
-        ):
-            charset = _charset(parameters)
-            if charset in (None, b"utf-8", b"utf8"):
-                return
-            reason = f"the charset is {charset.decode('latin-1')!r}, and JSON is UTF-8"
-        else:
-            reason = f"the body is {media.decode('latin-1')!r}"
-    message = f"must be application/json (or a +json type): {reason}"
-    raise ProblemError(
-        problem(
-            415,
-            "unsupported-media-type",
-            "Unsupported media type",
-            f"Content-Type {message}; send the command as JSON",
-            errors=[FieldProblem("Content-Type", message)],
-        ),
-        headers=[(b"accept-post", b"application/json")],
-    )
-
-
-def _charset(parameters: bytes) -> bytes | None:
-    for parameter in parameters.split(b";"):
-        name, _, value = parameter.partition(b"=")
-        if name.strip().lower() == b"charset":
-            return value.strip().strip(b'"').lower()
-    return None
-
-
-def _decode_body(decoder: msgspec.json.Decoder[Any] | None, body: bytes) -> Any:
-    """The body decoded (None for a route without fields, which still takes only an object),
-    or 422 naming the field at fault."""
-    if not body.isascii():
-        try:  # msgspec skips unknown fields unread: the body as a whole must be UTF-8
-            body.decode()
-        except UnicodeDecodeError as error:
-            message = f"must be UTF-8 text (byte {error.start} is not)"
-            raise invalid_input([FieldProblem("body", message)]) from None
-    try:
-        if decoder is None:
-            msgspec.json.decode(body, type=dict)
-            return None
-        try:
-            decoded = decoder.decode(body)
-        except msgspec.ValidationError as error:
-            if "got `float`" not in str(error):
-                raise
-            # JSON Schema's integers are numbers without a fraction, 2.0 among them.
-            decoded = msgspec.convert(_whole(msgspec.json.decode(body)), decoder.type)
-    except msgspec.DecodeError as error:  # ValidationError is a DecodeError
-        raise decoding_problem(error, "body") from None
-    except RecursionError:
-        raise invalid_input(
-            [FieldProblem("body", "is nested too deeply to decode; send a flatter document")]
-        ) from None
-    # NUL and lone surrogates reach a decoded text only through a \u escape.
-    if b"\\u" in body:
-        _refuse_unstorable(unstorable_text(decoded))
-    return decoded
-
-
-def _whole(value: Any) -> Any:
-    """``value`` with every float that has no fraction (``2.0``) as an int."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else value
-    if isinstance(value, list):
-        return [_whole(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _whole(item) for key, item in value.items()}
-    return value
-
-
-def _refuse_unstorable(problems: Mapping[str, str]) -> None:
-    if problems:
-        raise invalid_input([FieldProblem(field, message) for field, message in problems.items()])
-
-
-def _check_path(path_params: Mapping[str, str]) -> None:
-    """Path parameters are ids (``twofold.http.Id``): anything else is refused naming it."""
-    problems: list[FieldProblem] = []
-    for name, value in path_params.items():
-        message = id_problem(value)
-        if message is not None:
-            problems.append(FieldProblem(name, message))
-    if problems:
-        raise invalid_input(problems)
-
-
-def _if_match(value: bytes | None) -> int | None:
-    """The version in ``If-Match: "3"``, or in an ETag a query answered (``"3.<digest>"``:
-    its version counts); weak tags compare the same. None when absent."""
-    if value is None:
-        return None
-    found = _IF_MATCH.fullmatch(value.strip())
-    if found is not None:
-        return int(found[1])
-    message = (
-        'must be one entity tag holding a version of 1 to 18 digits, as "3", or a read\'s ETag'
-    )
-    raise invalid_input([FieldProblem("If-Match", message)])
-
-
-def _idempotency_key(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    if _IDEMPOTENCY_KEY.fullmatch(value) is None:
-        raise invalid_input(
-            [
-                FieldProblem(
-                    "Idempotency-Key",
-                    "must be 1 to 255 visible ASCII characters (no spaces), such as a UUID",
-                )
-            ]
-        )
-    return value.decode("ascii")
-
-
 class CommandEndpoint:
     """POST (or PUT...) body -> command -> ``{"id", "version", "position"}``."""
 
@@ -349,14 +160,15 @@ class CommandEndpoint:
             principal = runtime.authorize(headers, route.scope)
             content_type = headers.get(b"content-type")
             if content_type is not None:  # refused before reading the body
-                _json_media_type(content_type, b"")
-            _check_path(scope["path_params"])
-            if_match = _if_match(headers.get(b"if-match"))
-            key = _idempotency_key(headers.get(b"idempotency-key"))
-            body = await _read_body(receive, runtime.body_limit, headers.get(b"content-length"))
+                accept.require_json(content_type)
+            accept.check_path(scope["path_params"])
+            if_match = accept.if_match(headers.get(b"if-match"))
+            key = accept.idempotency_key(headers.get(b"idempotency-key"))
+            length = headers.get(b"content-length")
+            body = await accept.read_body(receive, runtime.body_limit, length)
             if content_type is None:
-                _json_media_type(None, body)
-            decoded = _decode_body(self.decoder, body or b"{}")
+                accept.refuse_bodiless_data(body)
+            decoded = accept.decode_body(self.decoder, body or b"{}")
             call = Call(route, scope["path_params"], idempotency_key=key, principal=principal)
             command = route.build(decoded, call)
             result = await app.dispatch(
@@ -406,7 +218,7 @@ class QueryEndpoint:
             self.integers = frozenset(
                 f.encode_name
                 for f in info.fields
-                if f.encode_name in names and _is_whole_number(f.type)
+                if f.encode_name in names and accept.is_whole_number(f.type)
             )
         self.cache_control = (
             route.cache_control.encode() if route.cache_control is not None else None
@@ -425,7 +237,7 @@ class QueryEndpoint:
             app = runtime.running()
             principal = runtime.authorize(headers, route.scope)
             path_params: dict[str, str] = scope["path_params"]
-            _check_path(path_params)
+            accept.check_path(path_params)
             query_string: bytes = scope["query_string"]
             values: dict[str, Any]
             wait_for: int | None = None
@@ -512,20 +324,15 @@ class QueryEndpoint:
                 # Loose conversion would read the text "null" as a missing value (None) for
                 # an optional parameter: refuse it instead of quietly dropping the filter.
                 problems[name] = "null is not a value; leave the parameter out"
-            elif name in self.integers and _INTEGER.fullmatch(value) is None:
-                problems[name] = "must be a whole number written in digits, such as 2"
+            elif name in self.integers:
+                problems.update(_named(name, accept.whole_number_problem(value)))
         problems.update(unstorable_text(values))
         if problems:
             raise invalid_input([FieldProblem(name, message) for name, message in problems.items()])
 
 
-def _is_whole_number(info: msgspec.inspect.Type) -> bool:
-    """Whether a parameter's type is a whole number (optional or constrained)."""
-    if isinstance(info, msgspec.inspect.Metadata):
-        return _is_whole_number(info.type)
-    if isinstance(info, msgspec.inspect.UnionType):
-        return any(_is_whole_number(option) for option in info.types)
-    return isinstance(info, msgspec.inspect.IntType)
+def _named(name: str, problem: str | None) -> dict[str, str]:
+    return {} if problem is None else {name: problem}
 
 
 def _position(raw: str | None, name: str) -> int | None:

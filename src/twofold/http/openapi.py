@@ -16,15 +16,14 @@ from typing import Any
 import msgspec
 
 from twofold.domain.messages import ID_PATTERN, MAX_ID_LENGTH
-from twofold.http.api import CommandRoute, HttpApi, QueryRoute
-from twofold.http.endpoints import (
+from twofold.http.accept import (
     IDEMPOTENCY_KEY_PATTERN,
     IF_MATCH_PATTERN,
     MAX_POSITION,
-    MAX_TIMEOUT_MS,
     POSITION_PATTERN,
-    CommandAccepted,
 )
+from twofold.http.api import CommandRoute, HttpApi, QueryRoute
+from twofold.http.endpoints import MAX_TIMEOUT_MS, CommandAccepted
 from twofold.http.health import Health
 from twofold.http.problems import Problem
 
