@@ -61,8 +61,12 @@ def no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
 
 
 # What no schema can state: whether the ids a command names exist, whether an Idempotency-Key
-# was used before with another request, and which version a resource is at now.
-_STATEFUL = re.compile(r"no (user|product) '.*' exists; (create|add) it first", re.DOTALL)
+# was used before with another request, which version a resource is at now, and how far the
+# log reaches (a min_position beyond its head does not exist yet).
+_STATEFUL = re.compile(
+    r"no (user|product) '.*' exists; (create|add) it first|position [0-9]+ does not exist yet.*",
+    re.DOTALL,
+)
 
 
 def _refused_for_the_state_of_the_store(response: Any) -> bool:
