@@ -115,8 +115,18 @@ class Report:
     def emit(self, meta: dict[str, Any], targets: list[Target]) -> bool:
         """Print the JSON lines and the summary; True when every target passed."""
         out = self._out
-        out(json.dumps({"bench": "meta", "value": None, "unit": None, "ratio_vs": None,
-                        "ratio": None, **meta}))
+        out(
+            json.dumps(
+                {
+                    "bench": "meta",
+                    "value": None,
+                    "unit": None,
+                    "ratio_vs": None,
+                    "ratio": None,
+                    **meta,
+                }
+            )
+        )
         for figure in self._figures.values():
             ratio = None if figure.ratio_vs is None else self.ratio(figure.bench, figure.ratio_vs)
             line: dict[str, Any] = {
@@ -137,16 +147,21 @@ class Report:
                 ratio >= target.threshold if target.op == ">=" else ratio <= target.threshold
             )
             verdicts.append((target, ratio, passed))
-            out(json.dumps({
-                "bench": f"target: {target.title}",
-                "value": self.value(target.bench),
-                "unit": self._figures[target.bench].unit if target.bench in self._figures
-                else None,
-                "ratio_vs": target.versus,
-                "ratio": None if ratio is None else round(ratio, 4),
-                "target": f"{target.op} {target.threshold}",
-                "pass": passed,
-            }))
+            out(
+                json.dumps(
+                    {
+                        "bench": f"target: {target.title}",
+                        "value": self.value(target.bench),
+                        "unit": self._figures[target.bench].unit
+                        if target.bench in self._figures
+                        else None,
+                        "ratio_vs": target.versus,
+                        "ratio": None if ratio is None else round(ratio, 4),
+                        "target": f"{target.op} {target.threshold}",
+                        "pass": passed,
+                    }
+                )
+            )
         self._summary(meta, verdicts)
         return all(passed for _, _, passed in verdicts)
 
@@ -155,9 +170,11 @@ class Report:
     ) -> None:
         out = self._out
         out("")
-        out(f"== summary: medians of {meta.get('repeat')} run(s); machine: "
+        out(
+            f"== summary: medians of {meta.get('repeat')} run(s); machine: "
             f"{meta['machine']['cpus']} CPUs, Python {meta['machine']['python']}, "
-            f"SQLite {meta['machine']['sqlite']}")
+            f"SQLite {meta['machine']['sqlite']}"
+        )
         for line in meta.get("notes", []):
             out(f"   {line}")
         out("")
@@ -169,8 +186,10 @@ class Report:
         out("")
         for target, ratio, passed in verdicts:
             shown = "n/a" if ratio is None else f"{ratio:.2f}x"
-            out(f"[{'PASS' if passed else 'FAIL'}] {target.title}: {shown} "
-                f"(target {target.op} {target.threshold}x)")
+            out(
+                f"[{'PASS' if passed else 'FAIL'}] {target.title}: {shown} "
+                f"(target {target.op} {target.threshold}x)"
+            )
 
 
 def _number(value: float) -> str:

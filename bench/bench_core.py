@@ -66,12 +66,24 @@ class Sizes:
 
 
 FULL = Sizes(
-    create_1=400, create_16=3200, raw_single=1500, raw_batched=50_000, log_events=20_000,
-    queries=5000, loads=50, es_factor=0.5,
+    create_1=400,
+    create_16=3200,
+    raw_single=1500,
+    raw_batched=50_000,
+    log_events=20_000,
+    queries=5000,
+    loads=50,
+    es_factor=0.5,
 )
 QUICK = Sizes(
-    create_1=40, create_16=320, raw_single=150, raw_batched=5000, log_events=2000,
-    queries=500, loads=5, es_factor=0.5,
+    create_1=40,
+    create_16=320,
+    raw_single=150,
+    raw_batched=5000,
+    log_events=2000,
+    queries=500,
+    loads=5,
+    es_factor=0.5,
 )
 CLIENTS = 16
 USERS = 20
@@ -89,8 +101,11 @@ def _products() -> list[tuple[str, Decimal]]:
 def create_order(i: int, prefix: str = "o") -> shop.CreateOrder:
     products = _products()
     items = tuple(
-        shop.OrderItem(product_id=products[(i + k) % PRODUCTS][0], quantity=1 + k,
-                       price=products[(i + k) % PRODUCTS][1])
+        shop.OrderItem(
+            product_id=products[(i + k) % PRODUCTS][0],
+            quantity=1 + k,
+            price=products[(i + k) % PRODUCTS][1],
+        )
         for k in range(ITEMS)
     )
     return shop.CreateOrder(order_id=f"{prefix}-{i}", customer_id=f"u-{i % USERS}", items=items)
@@ -100,17 +115,22 @@ def ship_or_cancel(i: int, prefix: str = "o") -> Command:
     order_id = f"{prefix}-{i}"
     if i % 2:
         return shop.CancelOrder(order_id=order_id, reason="the customer changed their mind")
-    return shop.ShipOrder(order_id=order_id, shipping_address=f"{i} Main Street, Springfield",
-                          tracking_number=f"TRK{i:010d}")
+    return shop.ShipOrder(
+        order_id=order_id,
+        shipping_address=f"{i} Main Street, Springfield",
+        tracking_number=f"TRK{i:010d}",
+    )
 
 
 async def seed_shop(app: App) -> None:
     for i in range(USERS):
-        await app.dispatch(shop.CreateUser(user_id=f"u-{i}", email=f"user{i}@example.com",
-                                           name=f"User {i}"))
+        await app.dispatch(
+            shop.CreateUser(user_id=f"u-{i}", email=f"user{i}@example.com", name=f"User {i}")
+        )
     for product_id, price in _products():
-        await app.dispatch(shop.AddProduct(product_id=product_id, name=f"Product {product_id}",
-                                           price=price))
+        await app.dispatch(
+            shop.AddProduct(product_id=product_id, name=f"Product {product_id}", price=price)
+        )
 
 
 async def drive(
@@ -234,7 +254,10 @@ def eventsourcing_shop() -> Any:
     class EsOrder(EsAggregate):
         @event("Created")
         def __init__(
-            self, order_id: str, customer_id: str, items: list[dict[str, Any]],
+            self,
+            order_id: str,
+            customer_id: str,
+            items: list[dict[str, Any]],
             total_amount: Decimal,
         ) -> None:
             self.order_id, self.customer_id = order_id, customer_id
@@ -265,18 +288,25 @@ def eventsourcing_shop() -> Any:
             # The cheapest equivalent of twofold's stream_version(): one indexed row.
             return bool(self.recorder.select_events(aggregate_id, desc=True, limit=1))
 
-        def create_order(self, command: shop.CreateOrder, customer: uuid.UUID,
-                         products: dict[str, uuid.UUID]) -> uuid.UUID:
+        def create_order(
+            self, command: shop.CreateOrder, customer: uuid.UUID, products: dict[str, uuid.UUID]
+        ) -> uuid.UUID:
             if not self.exists(customer):
                 raise LookupError(command.customer_id)
             for product_id in {item.product_id for item in command.items}:
                 if not self.exists(products[product_id]):
                     raise LookupError(product_id)
-            items = [{"product_id": item.product_id, "quantity": item.quantity,
-                      "price": item.price} for item in command.items]
+            items = [
+                {"product_id": item.product_id, "quantity": item.quantity, "price": item.price}
+                for item in command.items
+            ]
             total = sum((item.price * item.quantity for item in command.items), Decimal(0))
-            order = EsOrder(order_id=command.order_id, customer_id=command.customer_id,
-                            items=items, total_amount=total)
+            order = EsOrder(
+                order_id=command.order_id,
+                customer_id=command.customer_id,
+                items=items,
+                total_amount=total,
+            )
             self.save(order)
             return order.id
 
@@ -295,8 +325,9 @@ def bench_eventsourcing(folder: Path, sizes: Sizes, report: Report) -> str:
     """The same workloads on ``eventsourcing`` 9.5.6 with its SQLite persistence; threads
     as clients (it is synchronous). Returns its durability settings, read back."""
     EsUser, EsProduct, EsShop = eventsourcing_shop()
-    es = EsShop(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                     "SQLITE_DBNAME": str(folder / "es.db")})
+    es = EsShop(
+        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(folder / "es.db")}
+    )
     try:
         with es.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
             cursor.execute("PRAGMA journal_mode")
@@ -331,8 +362,9 @@ def bench_eventsourcing(folder: Path, sizes: Sizes, report: Report) -> str:
             ("es.ship_cancel.c1", do_change, range(n1), 1),
             ("es.ship_cancel.c16", do_change, range(n1, n1 + n16), CLIENTS),
         ):
-            report.add(bench, drive_threads(fn, indexes, clients), "cmd/s",
-                       ratio_vs="raw.commit_per_event")
+            report.add(
+                bench, drive_threads(fn, indexes, clients), "cmd/s", ratio_vs="raw.commit_per_event"
+            )
     finally:
         es.close()
     return f"journal_mode={journal}, synchronous={synchronous}"
@@ -418,18 +450,25 @@ def bare_rebuild(events_db: Path, views_db: Path, batch: int = 500) -> float:
     dst = sqlite3.connect(views_db, isolation_level=None)
     dst.execute("PRAGMA journal_mode = WAL")
     dst.execute("PRAGMA synchronous = NORMAL")
-    tables = {"orders": ("customer_id", "status", "created_at"), "statistics": (),
-              "customers": (), "products": ()}
+    tables = {
+        "orders": ("customer_id", "status", "created_at"),
+        "statistics": (),
+        "customers": (),
+        "products": (),
+    }
     for table, fields in tables.items():
         columns = "".join(f", {field} TEXT" for field in fields)
-        dst.execute(f"CREATE TABLE {table} (key TEXT PRIMARY KEY, doc BLOB NOT NULL{columns}) "
-                    "WITHOUT ROWID")
+        dst.execute(
+            f"CREATE TABLE {table} (key TEXT PRIMARY KEY, doc BLOB NOT NULL{columns}) WITHOUT ROWID"
+        )
         for field in fields:
             dst.execute(f"CREATE INDEX {table}_{field} ON {table} ({field}, key)")
     dst.execute("CREATE TABLE checkpoint (position INTEGER NOT NULL)")
     dst.execute("INSERT INTO checkpoint VALUES (0)")
-    upserts = {table: f"INSERT OR REPLACE INTO {table} VALUES ({', '.join('?' * (2 + len(f)))})"
-               for table, f in tables.items()}
+    upserts = {
+        table: f"INSERT OR REPLACE INTO {table} VALUES ({', '.join('?' * (2 + len(f)))})"
+        for table, f in tables.items()
+    }
     selects = {table: f"SELECT doc FROM {table} WHERE key = ?" for table in tables}
     cache: dict[str, dict[str, Any]] = {table: {} for table in tables}
     dirty: dict[str, set[str]] = {table: set() for table in tables}
@@ -452,7 +491,8 @@ def bare_rebuild(events_db: Path, views_db: Path, batch: int = 500) -> float:
         while True:
             rows = src.execute(
                 "SELECT position, stream_version, type, data, recorded_at FROM events "
-                "WHERE position > ? ORDER BY position LIMIT ?", (after, batch)
+                "WHERE position > ? ORDER BY position LIMIT ?",
+                (after, batch),
             ).fetchall()
             if not rows:
                 break
@@ -462,12 +502,14 @@ def bare_rebuild(events_db: Path, views_db: Path, batch: int = 500) -> float:
             for _position, version, kind, data, recorded_us in rows:
                 if kind == "UserCreated":
                     e = _decode(data)
-                    put("customers", e["user_id"], {"customer_id": e["user_id"],
-                                                     "name": e["name"]})
+                    put("customers", e["user_id"], {"customer_id": e["user_id"], "name": e["name"]})
                 elif kind == "ProductAdded":
                     e = _decode(data)
-                    put("products", e["product_id"], {"product_id": e["product_id"],
-                                                      "name": e["name"]})
+                    put(
+                        "products",
+                        e["product_id"],
+                        {"product_id": e["product_id"], "name": e["name"]},
+                    )
                 elif kind == "OrderCreated":
                     e = _decode(data)
                     now = _timestamp(recorded_us)
@@ -475,28 +517,46 @@ def bare_rebuild(events_db: Path, views_db: Path, batch: int = 500) -> float:
                     items = []
                     for item in e["items"]:
                         product = get("products", item["product_id"])
-                        items.append({"product_id": item["product_id"],
-                                      "product_name": product["name"] if product else None,
-                                      "quantity": item["quantity"], "price": item["price"]})
-                    put("orders", e["order_id"], {
-                        "order_id": e["order_id"], "customer_id": e["customer_id"],
-                        "customer_name": customer["name"] if customer else None,
-                        "status": "CREATED", "items": items,
-                        "total_amount": e["total_amount"], "item_count": len(items),
-                        "shipping_address": None, "tracking_number": None,
-                        "cancel_reason": None, "created_at": now, "updated_at": now,
-                        "version": version,
-                    })
+                        items.append(
+                            {
+                                "product_id": item["product_id"],
+                                "product_name": product["name"] if product else None,
+                                "quantity": item["quantity"],
+                                "price": item["price"],
+                            }
+                        )
+                    put(
+                        "orders",
+                        e["order_id"],
+                        {
+                            "order_id": e["order_id"],
+                            "customer_id": e["customer_id"],
+                            "customer_name": customer["name"] if customer else None,
+                            "status": "CREATED",
+                            "items": items,
+                            "total_amount": e["total_amount"],
+                            "item_count": len(items),
+                            "shipping_address": None,
+                            "tracking_number": None,
+                            "cancel_reason": None,
+                            "created_at": now,
+                            "updated_at": now,
+                            "version": version,
+                        },
+                    )
                     stats = get("statistics", e["customer_id"]) or {
-                        "customer_id": e["customer_id"], "total_orders": 0,
-                        "total_amount": "0.00", "average_order_amount": "0.00",
+                        "customer_id": e["customer_id"],
+                        "total_orders": 0,
+                        "total_amount": "0.00",
+                        "average_order_amount": "0.00",
                         "orders_by_status": {"CREATED": 0, "SHIPPED": 0, "CANCELLED": 0},
                     }
                     stats["total_orders"] += 1
                     total = Decimal(stats["total_amount"]) + Decimal(e["total_amount"])
                     stats["total_amount"] = format(total, "f")
                     stats["average_order_amount"] = format(
-                        (total / stats["total_orders"]).quantize(_CENTS), "f")
+                        (total / stats["total_orders"]).quantize(_CENTS), "f"
+                    )
                     stats["orders_by_status"]["CREATED"] += 1
                     put("statistics", e["customer_id"], stats)
                 elif kind in ("OrderShipped", "OrderCancelled"):
@@ -523,10 +583,13 @@ def bare_rebuild(events_db: Path, views_db: Path, batch: int = 500) -> float:
             for table, fields in tables.items():
                 if dirty[table]:
                     docs = cache[table]
-                    dst.executemany(upserts[table], [
-                        (key, _encode(docs[key]), *(docs[key].get(f) for f in fields))
-                        for key in dirty[table]
-                    ])
+                    dst.executemany(
+                        upserts[table],
+                        [
+                            (key, _encode(docs[key]), *(docs[key].get(f) for f in fields))
+                            for key in dirty[table]
+                        ],
+                    )
             after = rows[-1][0]
             dst.execute("UPDATE checkpoint SET position = ?", (after,))
             dst.execute("COMMIT")
@@ -570,8 +633,12 @@ async def bench_query(app: App, sizes: Sizes, report: Report) -> None:
     conn.close()
     for q in (0.5, 0.99):
         name = f"p{round(q * 100)}"
-        report.add(f"twofold.get_order.{name}", percentile(samples, q), "us",
-                   ratio_vs=f"bare.select.{name}")
+        report.add(
+            f"twofold.get_order.{name}",
+            percentile(samples, q),
+            "us",
+            ratio_vs=f"bare.select.{name}",
+        )
         report.add(f"bare.select.{name}", percentile(bare, q), "us")
 
 
@@ -604,8 +671,11 @@ TAIL = 37  # events after the last snapshot
 
 async def build_counters(folder: Path) -> App:
     app = await bootstrap(COUNTERS, shop_settings(folder))
-    for cls, id, length in ((Counter, "1k", 1000), (SnapshotCounter, "1k", 1000 + TAIL),
-                            (SnapshotCounter, "10k", 10_000 + TAIL)):
+    for cls, id, length in (
+        (Counter, "1k", 1000),
+        (SnapshotCounter, "1k", 1000 + TAIL),
+        (SnapshotCounter, "10k", 10_000 + TAIL),
+    ):
         counter = cls(id)
         for done in range(0, length, 1000):
             for _ in range(min(1000, length - done)):
@@ -633,7 +703,8 @@ async def bench_load(app: App, sizes: Sizes, report: Report) -> None:
         value = 0
         for _version, _type, data in conn.execute(
             "SELECT stream_version, type, data FROM events WHERE stream_id = ? "
-            "ORDER BY stream_version", ("Counter-1k",)
+            "ORDER BY stream_version",
+            ("Counter-1k",),
         ):
             value += _decode(data)["by"]
         elapsed = time.perf_counter() - start
@@ -648,11 +719,11 @@ async def bench_load(app: App, sizes: Sizes, report: Report) -> None:
             ours.append(mine)
             bare.append(theirs)
     conn.close()
-    report.add("twofold.load.1k_events", percentile(ours, 0.5), "ms",
-               ratio_vs="bare.load.1k_events")
+    report.add(
+        "twofold.load.1k_events", percentile(ours, 0.5), "ms", ratio_vs="bare.load.1k_events"
+    )
     report.add("bare.load.1k_events", percentile(bare, 0.5), "ms")
-    report.add("twofold.load.1k_events.best", min(ours), "ms",
-               ratio_vs="bare.load.1k_events.best")
+    report.add("twofold.load.1k_events.best", min(ours), "ms", ratio_vs="bare.load.1k_events.best")
     report.add("bare.load.1k_events.best", min(bare), "ms")
     short: list[float] = []
     long: list[float] = []
@@ -663,27 +734,55 @@ async def bench_load(app: App, sizes: Sizes, report: Report) -> None:
             short.append(one)
             long.append(ten)
     report.add("twofold.load.snapshot.1k_events", percentile(short, 0.5), "ms")
-    report.add("twofold.load.snapshot.10k_events", percentile(long, 0.5), "ms",
-               ratio_vs="twofold.load.snapshot.1k_events")
+    report.add(
+        "twofold.load.snapshot.10k_events",
+        percentile(long, 0.5),
+        "ms",
+        ratio_vs="twofold.load.snapshot.1k_events",
+    )
 
 
 # -- the run --------------------------------------------------------------------------------
 
 TARGETS = [
-    Target("create-order, 16 clients >= raw one-commit-per-event",
-           "twofold.create_order.c16", "raw.commit_per_event", ">=", 1.0),
-    Target("create-order, 16 clients >= 3x eventsourcing",
-           "twofold.create_order.c16", "es.create_order.c16", ">=", 3.0),
-    Target("ship/cancel, 16 clients >= raw one-commit-per-event",
-           "twofold.ship_cancel.c16", "raw.commit_per_event", ">=", 1.0),
-    Target("ship/cancel, 16 clients >= 3x eventsourcing",
-           "twofold.ship_cancel.c16", "es.ship_cancel.c16", ">=", 3.0),
+    Target(
+        "create-order, 16 clients >= raw one-commit-per-event",
+        "twofold.create_order.c16",
+        "raw.commit_per_event",
+        ">=",
+        1.0,
+    ),
+    Target(
+        "create-order, 16 clients >= 3x eventsourcing",
+        "twofold.create_order.c16",
+        "es.create_order.c16",
+        ">=",
+        3.0,
+    ),
+    Target(
+        "ship/cancel, 16 clients >= raw one-commit-per-event",
+        "twofold.ship_cancel.c16",
+        "raw.commit_per_event",
+        ">=",
+        1.0,
+    ),
+    Target(
+        "ship/cancel, 16 clients >= 3x eventsourcing",
+        "twofold.ship_cancel.c16",
+        "es.ship_cancel.c16",
+        ">=",
+        3.0,
+    ),
     Target("rebuild >= 50% of bare batched", "twofold.rebuild.orders", "bare.rebuild", ">=", 0.5),
-    Target("load 1k events <= 2x bare", "twofold.load.1k_events", "bare.load.1k_events",
-           "<=", 2.0),
+    Target("load 1k events <= 2x bare", "twofold.load.1k_events", "bare.load.1k_events", "<=", 2.0),
     Target("query p50 <= 3x bare SELECT", "twofold.get_order.p50", "bare.select.p50", "<=", 3.0),
-    Target("snapshot load 10k <= 1.5x 1k (constant)", "twofold.load.snapshot.10k_events",
-           "twofold.load.snapshot.1k_events", "<=", 1.5),
+    Target(
+        "snapshot load 10k <= 1.5x 1k (constant)",
+        "twofold.load.snapshot.10k_events",
+        "twofold.load.snapshot.1k_events",
+        "<=",
+        1.5,
+    ),
 ]
 
 
@@ -748,8 +847,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--repeat", type=int, default=1, help="report medians of N runs")
-    parser.add_argument("--dir", default=None,
-                        help="folder for the database files (default: the system's temp)")
+    parser.add_argument(
+        "--dir", default=None, help="folder for the database files (default: the system's temp)"
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be 1 or more")

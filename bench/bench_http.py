@@ -279,11 +279,12 @@ def run(work: Path) -> None:
         env["BENCH_DURABLE_DB"] = str(work / "durable.db")
         durable_port = free_port()
         durable_command = [
-            *twofold, "bench.bench_http:bare_durable_app", "--port", str(durable_port)
+            *twofold,
+            "bench.bench_http:bare_durable_app",
+            "--port",
+            str(durable_port),
         ]
-        durable = stack.enter_context(
-            server(durable_command, env=env, cwd=REPO, port=durable_port)
-        )
+        durable = stack.enter_context(server(durable_command, env=env, cwd=REPO, port=durable_port))
         scripts = {"GET": get_lua, "POST": post_lua}
         if args.only:
             scripts = {args.only: scripts[args.only]}
@@ -291,9 +292,7 @@ def run(work: Path) -> None:
         measured_for = {"GET": ("twofold", "bare"), "POST": ("twofold", "bare", "bare_durable")}
         runs: dict[tuple[str, str], list[dict[str, float]]] = {}
         load = {"seconds": args.seconds, "connections": args.connections}
-        for (target, url), (method, script) in itertools.product(
-            targets.items(), scripts.items()
-        ):
+        for (target, url), (method, script) in itertools.product(targets.items(), scripts.items()):
             if target in measured_for[method]:
                 wrk(url, script, seconds=2, connections=args.connections)  # warm up
         # Rounds interleave the targets, so drift in a shared machine's load hits both.

@@ -104,13 +104,18 @@ def _event() -> NewEvent:
 
 
 def _raw_worker(mode: str) -> Worker:
-    return {"commit": raw_commit_worker, "executemany": raw_many_worker,
-            "copy": raw_copy_worker}[mode]
+    return {"commit": raw_commit_worker, "executemany": raw_many_worker, "copy": raw_copy_worker}[
+        mode
+    ]
 
 
 def _threads(
-    body: Callable[[int, float], int], threads: int, start: MpEvent, duration: float,
-    results: mp.Queue[Any], warm: Callable[[int], None],
+    body: Callable[[int, float], int],
+    threads: int,
+    start: MpEvent,
+    duration: float,
+    results: mp.Queue[Any],
+    warm: Callable[[int], None],
 ) -> None:
     """Run ``body(thread_no, deadline)`` in threads after the start signal; put the sum."""
     counts = [0] * threads
@@ -132,8 +137,9 @@ def _threads(
 
 
 def _raw_insert(schema: str) -> sql.Composed:
-    return sql.SQL("INSERT INTO {}.events (" + COLUMNS + ") VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                   ).format(sql.Identifier(schema))
+    return sql.SQL(
+        "INSERT INTO {}.events (" + COLUMNS + ") VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    ).format(sql.Identifier(schema))
 
 
 def raw_commit_worker(
@@ -163,8 +169,9 @@ def raw_commit_worker(
 
 
 def _rows(stream: str, first_version: int) -> list[tuple[Any, ...]]:
-    return [(uuid7(), stream, first_version + i, "OrderPlaced", 1, DATA, META)
-            for i in range(BATCH)]
+    return [
+        (uuid7(), stream, first_version + i, "OrderPlaced", 1, DATA, META) for i in range(BATCH)
+    ]
 
 
 def raw_many_worker(
@@ -198,9 +205,7 @@ def raw_copy_worker(
     url: str, schema: str, threads: int, start: MpEvent, duration: float, results: mp.Queue[Any]
 ) -> None:
     conns = [psycopg.connect(url) for _ in range(threads)]
-    copy_sql = sql.SQL("COPY {}.events (" + COLUMNS + ") FROM STDIN").format(
-        sql.Identifier(schema)
-    )
+    copy_sql = sql.SQL("COPY {}.events (" + COLUMNS + ") FROM STDIN").format(sql.Identifier(schema))
     versions = [0] * threads
 
     def batch(n: int) -> None:
@@ -252,10 +257,16 @@ def es_worker(
 
     def one(n: int) -> None:
         versions[n] += 1
-        recorder.insert_events([StoredEvent(
-            originator_id=ids[n], originator_version=versions[n], topic="bench:OrderPlaced",
-            state=DATA,
-        )])
+        recorder.insert_events(
+            [
+                StoredEvent(
+                    originator_id=ids[n],
+                    originator_version=versions[n],
+                    topic="bench:OrderPlaced",
+                    state=DATA,
+                )
+            ]
+        )
 
     def body(n: int, deadline: float) -> int:
         done = 0
@@ -279,15 +290,18 @@ def layout(writers: int, max_processes: int) -> tuple[int, int]:
     return processes, writers // processes
 
 
-def drive(worker: Worker, url: str, schema: str, writers: int, processes: int,
-          duration: float) -> float:
+def drive(
+    worker: Worker, url: str, schema: str, writers: int, processes: int, duration: float
+) -> float:
     """Events/s of ``writers`` writers over ``processes`` processes, after all are ready."""
     ctx = mp.get_context("spawn")
     results: mp.Queue[Any] = ctx.Queue()
     start = ctx.Event()
     per_process = writers // processes
-    procs = [ctx.Process(target=worker, args=(url, schema, per_process, start, duration, results))
-             for _ in range(processes)]
+    procs = [
+        ctx.Process(target=worker, args=(url, schema, per_process, start, duration, results))
+        for _ in range(processes)
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -325,14 +339,20 @@ def fresh_schema(url: str, kind: str) -> str:
     schema = f"bench_{kind}_{uuid.uuid4().hex[:8]}"
     ident = sql.Identifier(schema)
     if kind in ("twofold", "raw"):
+
         async def create() -> None:
             async with await psycopg.AsyncConnection.connect(url) as conn:
                 await migrate(conn, schema)
+
         asyncio.run(create())
     if kind == "raw":
         # The same table as twofold's; bare inserts take positions from its sequence.
-        admin(url, sql.SQL("ALTER TABLE {}.events ALTER position SET DEFAULT nextval({})").format(
-            ident, sql.Literal(f"{schema}.event_position")))
+        admin(
+            url,
+            sql.SQL("ALTER TABLE {}.events ALTER position SET DEFAULT nextval({})").format(
+                ident, sql.Literal(f"{schema}.event_position")
+            ),
+        )
     if kind == "es":
         from eventsourcing.persistence import InfrastructureFactory
 
@@ -344,28 +364,67 @@ def fresh_schema(url: str, kind: str) -> str:
     return schema
 
 
-def measure(report: Report, bench: str, kind: str, worker: Worker, url: str, writers: int,
-            processes: int, duration: float, ratio_vs: str | None) -> None:
+def measure(
+    report: Report,
+    bench: str,
+    kind: str,
+    worker: Worker,
+    url: str,
+    writers: int,
+    processes: int,
+    duration: float,
+    ratio_vs: str | None,
+) -> None:
     schema = fresh_schema(url, kind)
     try:
         rate = drive(worker, url, schema, writers, processes, duration)
     finally:
         admin(url, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-    report.add(bench, rate, "events/s", ratio_vs=ratio_vs,
-               note=f"{processes} process(es) x {writers // processes} writer(s)")
+    report.add(
+        bench,
+        rate,
+        "events/s",
+        ratio_vs=ratio_vs,
+        note=f"{processes} process(es) x {writers // processes} writer(s)",
+    )
 
 
 TARGETS = [
-    Target("twofold, 8 writers >= raw one-commit-per-event, 8 writers",
-           "twofold.append.w8", "raw.commit_per_event.w8", ">=", 1.0),
-    Target("twofold, 8 writers >= 3x eventsourcing, 8 writers",
-           "twofold.append.w8", "es.append.w8", ">=", 3.0),
-    Target("twofold, 32 writers >= raw one-commit-per-event, 32 writers",
-           "twofold.append.w32", "raw.commit_per_event.w32", ">=", 1.0),
-    Target("twofold, 32 writers >= 3x eventsourcing, 32 writers",
-           "twofold.append.w32", "es.append.w32", ">=", 3.0),
-    Target("twofold rebuild of orders on PostgreSQL >= 50% of bare psycopg",
-           "twofold.pg.rebuild.orders", "bare.pg.rebuild", ">=", 0.5),
+    Target(
+        "twofold, 8 writers >= raw one-commit-per-event, 8 writers",
+        "twofold.append.w8",
+        "raw.commit_per_event.w8",
+        ">=",
+        1.0,
+    ),
+    Target(
+        "twofold, 8 writers >= 3x eventsourcing, 8 writers",
+        "twofold.append.w8",
+        "es.append.w8",
+        ">=",
+        3.0,
+    ),
+    Target(
+        "twofold, 32 writers >= raw one-commit-per-event, 32 writers",
+        "twofold.append.w32",
+        "raw.commit_per_event.w32",
+        ">=",
+        1.0,
+    ),
+    Target(
+        "twofold, 32 writers >= 3x eventsourcing, 32 writers",
+        "twofold.append.w32",
+        "es.append.w32",
+        ">=",
+        3.0,
+    ),
+    Target(
+        "twofold rebuild of orders on PostgreSQL >= 50% of bare psycopg",
+        "twofold.pg.rebuild.orders",
+        "bare.pg.rebuild",
+        ">=",
+        0.5,
+    ),
 ]
 
 
@@ -382,22 +441,57 @@ def run(args: argparse.Namespace) -> None:
         for writers in writer_counts:
             procs, _ = layout(writers, args.processes)
             raw = f"raw.commit_per_event.w{writers}"
-            measure(report, raw, "raw", raw_commit_worker, url, writers, procs,
-                    args.duration, None)
-            measure(report, f"twofold.append.w{writers}", "twofold", twofold_worker, url,
-                    writers, procs, args.duration, raw)
-            measure(report, f"es.append.w{writers}", "es", es_worker, url, writers, procs,
-                    args.duration, raw)
+            measure(report, raw, "raw", raw_commit_worker, url, writers, procs, args.duration, None)
+            measure(
+                report,
+                f"twofold.append.w{writers}",
+                "twofold",
+                twofold_worker,
+                url,
+                writers,
+                procs,
+                args.duration,
+                raw,
+            )
+            measure(
+                report,
+                f"es.append.w{writers}",
+                "es",
+                es_worker,
+                url,
+                writers,
+                procs,
+                args.duration,
+                raw,
+            )
         if args.writers:
             continue  # only the figures asked for
         # Group commit inside one process: many writers, one connection writing.
-        measure(report, "twofold.append.w32.one_process", "twofold", twofold_worker, url, 32,
-                1, args.duration, "raw.commit_per_event.w32")
+        measure(
+            report,
+            "twofold.append.w32.one_process",
+            "twofold",
+            twofold_worker,
+            url,
+            32,
+            1,
+            args.duration,
+            "raw.commit_per_event.w32",
+        )
         for writers in (1, 8):
             procs, _ = layout(writers, args.processes)
             for mode in ("executemany", "copy"):
-                measure(report, f"raw.{mode}.w{writers}", "raw", _raw_worker(mode), url,
-                        writers, procs, args.duration, f"raw.commit_per_event.w{writers}")
+                measure(
+                    report,
+                    f"raw.{mode}.w{writers}",
+                    "raw",
+                    _raw_worker(mode),
+                    url,
+                    writers,
+                    procs,
+                    args.duration,
+                    f"raw.commit_per_event.w{writers}",
+                )
     with psycopg.connect(url) as conn:
         server = conn.execute("SHOW server_version").fetchone()
         sync = conn.execute("SHOW synchronous_commit").fetchone()
@@ -413,25 +507,37 @@ def run(args: argparse.Namespace) -> None:
             ratio = report.ratio(f"{mine}.w{writers}", f"{theirs}.w{writers}")
             if ratio is not None:
                 notes.append(f"{mine}.w{writers} / {theirs}.w{writers} = {ratio:.2f}x")
-    meta = {"repeat": args.repeat, "machine": machine(), "notes": notes,
-            "duration_s": args.duration, "max_processes": args.processes}
+    meta = {
+        "repeat": args.repeat,
+        "machine": machine(),
+        "notes": notes,
+        "duration_s": args.duration,
+        "max_processes": args.processes,
+    }
     report.emit(meta, TARGETS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--url", default=os.environ.get("TWOFOLD_BENCH_POSTGRES_URL",
-                                                        DEFAULT_URL))
+    parser.add_argument("--url", default=os.environ.get("TWOFOLD_BENCH_POSTGRES_URL", DEFAULT_URL))
     parser.add_argument("--repeat", type=int, default=1, help="report medians of N runs")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per figure")
     parser.add_argument("--processes", type=int, default=8, help="most writer processes")
     parser.add_argument("--quick", action="store_true", help="1 s per figure, one round")
-    parser.add_argument("--views-only", action="store_true",
-                        help="only the shop figures (commands, rebuild), not the appends")
-    parser.add_argument("--appends-only", action="store_true",
-                        help="only the append figures, not the shop's")
-    parser.add_argument("--writers", type=int, action="append",
-                        help="only this many writers (repeatable; default 1, 8 and 32)")
+    parser.add_argument(
+        "--views-only",
+        action="store_true",
+        help="only the shop figures (commands, rebuild), not the appends",
+    )
+    parser.add_argument(
+        "--appends-only", action="store_true", help="only the append figures, not the shop's"
+    )
+    parser.add_argument(
+        "--writers",
+        type=int,
+        action="append",
+        help="only this many writers (repeatable; default 1, 8 and 32)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.repeat = 1.0, 1

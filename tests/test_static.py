@@ -23,7 +23,13 @@ def test_ruff_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_format_changes_nothing() -> None:
+    result = run("ruff", "format", "--check", "src", "tests", "bench")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_mypy_strict_finds_nothing() -> None:
+    """On src/ and tests/ (pyproject's [tool.mypy] files)."""
     result = run("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
 

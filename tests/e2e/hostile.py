@@ -163,17 +163,29 @@ def _cases() -> Iterator[Hostile]:
         )
         large = json.dumps(_with(path, padding="x" * (1024 * 1024))).encode()
         yield Hostile(f"{path} too large", "POST", path, 413, "body", content=large, headers=JSON)
-        raw = json.dumps(COMMANDS[path]).encode()
+        command_json = json.dumps(COMMANDS[path]).encode()
         for media in ("text/plain", "application/xml", "application/x-www-form-urlencoded"):
             headers = {"content-type": media}
             yield Hostile(
-                f"{path} {media}", "POST", path, 415, "Content-Type", content=raw, headers=headers
+                f"{path} {media}",
+                "POST",
+                path,
+                415,
+                "Content-Type",
+                content=command_json,
+                headers=headers,
             )
         latin = {"content-type": "application/json; charset=latin-1"}
         yield Hostile(
-            f"{path} latin-1", "POST", path, 415, "Content-Type", content=raw, headers=latin
+            f"{path} latin-1",
+            "POST",
+            path,
+            415,
+            "Content-Type",
+            content=command_json,
+            headers=latin,
         )
-        yield Hostile(f"{path} no type", "POST", path, 415, "Content-Type", content=raw)
+        yield Hostile(f"{path} no type", "POST", path, 415, "Content-Type", content=command_json)
         yield Hostile(
             f"{path} key",
             "POST",

@@ -24,9 +24,10 @@ def projection(health: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_a_poison_event_is_parked_and_the_service_goes_on(tmp_path: Path) -> None:
-    with serving([], cwd=tmp_path, env=environment()) as (url, _), httpx.Client(
-        base_url=url
-    ) as client:
+    with (
+        serving([], cwd=tmp_path, env=environment()) as (url, _),
+        httpx.Client(base_url=url) as client,
+    ):
         user(client)
         product(client)
         poisoned = append_to(f"sqlite:///{tmp_path}/twofold.db", "Order-o9", poison_order("o9"))

@@ -221,9 +221,7 @@ def test_a_position_not_reached_in_time_is_503_with_the_view_position(tmp_path: 
     settings = shop_settings(tmp_path, projections="off")
     with running(shop_api.asgi(settings)) as url, httpx.Client(base_url=url) as client:
         position = shop(client)
-        response = client.get(
-            "/api/orders/o1", params={"min_position": position, "timeout_ms": 50}
-        )
+        response = client.get("/api/orders/o1", params={"min_position": position, "timeout_ms": 50})
     body = problem(response, 503)
     assert response.headers["retry-after"] == "1"
     assert body["projection"] == "orders"

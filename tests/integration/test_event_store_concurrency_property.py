@@ -83,8 +83,9 @@ async def run_plan(store: EventStore, plan: list[list[Append]], streams: int) ->
     for result in results:  # each append landed whole, at consecutive versions
         versions = [e.stream_version for e in result.events]
         assert versions == list(range(result.version - len(versions) + 1, result.version + 1))
-        again = await store.read_stream(result.stream_id, from_version=versions[0],
-                                        limit=len(versions))
+        again = await store.read_stream(
+            result.stream_id, from_version=versions[0], limit=len(versions)
+        )
         assert again == list(result.events)
 
 

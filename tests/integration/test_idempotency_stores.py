@@ -36,9 +36,7 @@ async def test_put_stores_the_first_answer_and_returns_it_later(keys: Idempotenc
 
 
 async def test_concurrent_puts_agree_on_one_answer(keys: IdempotencyStore) -> None:
-    answers = await asyncio.gather(
-        *(keys.put("k-1", f"fp-{n}", b"%d" % n) for n in range(10))
-    )
+    answers = await asyncio.gather(*(keys.put("k-1", f"fp-{n}", b"%d" % n) for n in range(10)))
     assert len(set(answers)) == 1
 
 

@@ -86,14 +86,14 @@ async def test_killed_writer_loses_no_acknowledged_event(
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     conn.close()
 
-    acknowledged = {}
+    acknowledged: dict[uuid.UUID, tuple[int, str]] = {}
     for line in lines:
-        position, stream_id, event_id = line.split()
-        acknowledged[uuid.UUID(event_id)] = (int(position), stream_id)
+        position, stream_id, printed_id = line.split()
+        acknowledged[uuid.UUID(printed_id)] = (int(position), stream_id)
     assert len(acknowledged) >= acknowledged_before_kill
 
     async with SQLiteEventStore(path) as store:
-        stored = {}
+        stored: dict[uuid.UUID, tuple[int, str]] = {}
         after = 0
         while page := await store.read_all(after=after, limit=1000):
             stored.update({e.event_id: (e.position, e.stream_id) for e in page})

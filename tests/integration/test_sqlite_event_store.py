@@ -110,8 +110,10 @@ def test_appends_larger_than_one_statement_are_split(tmp_path: Path) -> None:
     conn = connect_writer(str(tmp_path / "events.db"), synchronous="FULL", busy_timeout=5)
     conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 20)  # two rows per INSERT
     try:
-        ops = [AppendOp("a", [new_event() for _ in range(7)], NO_STREAM),
-               AppendOp("b", [new_event() for _ in range(3)], NO_STREAM)]
+        ops = [
+            AppendOp("a", [new_event() for _ in range(7)], NO_STREAM),
+            AppendOp("b", [new_event() for _ in range(3)], NO_STREAM),
+        ]
         conn.execute("BEGIN IMMEDIATE")
         batch = Batch(conn, ops, time.time_ns() // 1000)
         results = [op(conn, batch) for op in ops]
@@ -195,8 +197,12 @@ def test_one_batch_recognises_ids_staged_by_its_earlier_appends(tmp_path: Path) 
     conn = connect_writer(str(tmp_path / "events.db"), synchronous="FULL", busy_timeout=5)
     try:
         events = [new_event(), new_event()]
-        ops = [AppendOp("a", events, NO_STREAM), AppendOp("a", events, NO_STREAM),
-               AppendOp("b", [events[1]], NO_STREAM), AppendOp("a", [new_event()], ANY)]
+        ops = [
+            AppendOp("a", events, NO_STREAM),
+            AppendOp("a", events, NO_STREAM),
+            AppendOp("b", [events[1]], NO_STREAM),
+            AppendOp("a", [new_event()], ANY),
+        ]
         conn.execute("BEGIN IMMEDIATE")
         batch = Batch(conn, ops, time.time_ns() // 1000)
         first = ops[0](conn, batch)

@@ -107,7 +107,7 @@ class FakeViews:
 
     async def get(self, collection: str, key: str) -> Document | None:
         body = await self.get_json(collection, key)
-        return None if body is None else decode_json(body)  # type: ignore[no-any-return]
+        return None if body is None else decode_json(body)
 
     async def get_json(self, collection: str, key: str) -> bytes | None:
         self.plain_reads += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ async def committed(
     store: FakeViews,
     invalidator: CacheInvalidator,
     position: int,
-    **documents: dict[str, object] | None,
+    **documents: dict[str, Any] | None,
 ) -> None:
     after = store.position
     touched = store.commit(position, **documents)

@@ -84,4 +84,4 @@ def test_events_are_frozen_and_keyword_only() -> None:
     with pytest.raises(AttributeError):
         event.price = Decimal(2)  # type: ignore[misc]
     with pytest.raises(TypeError):
-        PriceSet("p", Decimal(1), "EUR")  # type: ignore[misc]
+        PriceSet("p", Decimal(1), "EUR")  # type: ignore[call-arg]

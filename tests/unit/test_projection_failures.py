@@ -70,8 +70,11 @@ class Fixes:
     fixed = False
 
 
+Stores = tuple[InMemoryEventStore, SQLiteReadStore]
+
+
 @pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[tuple[InMemoryEventStore, SQLiteReadStore]]:
+async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
     events = InMemoryEventStore()
     views = await SQLiteReadStore.open(tmp_path / "views.db")
     Fixes.fixed = False
@@ -81,13 +84,11 @@ async def stores(tmp_path: Path) -> AsyncIterator[tuple[InMemoryEventStore, SQLi
 
 
 async def note(store: InMemoryEventStore, stream: str, text: str) -> None:
-    event = NewEvent(
-        event_id=uuid7(), type="Noted", data=encode_json(Noted(note=text))
-    )
+    event = NewEvent(event_id=uuid7(), type="Noted", data=encode_json(Noted(note=text)))
     await store.append(stream, [event], expected_version=ANY)
 
 
-async def test_failing_event_is_retried_then_stops_the_projection(stores: tuple) -> None:
+async def test_failing_event_is_retried_then_stops_the_projection(stores: Stores) -> None:
     events, views = stores
     projection = Notes()
     runner = ProjectionRunner(projection, event_store=events, read_store=views, codec=Codec())
@@ -105,11 +106,9 @@ async def test_failing_event_is_retried_then_stops_the_projection(stores: tuple)
     assert state.status is ProjectionStatus.STOPPED and state.checkpoint == 2
 
 
-async def test_parked_event_holds_back_its_stream_while_others_go_on(stores: tuple) -> None:
+async def test_parked_event_holds_back_its_stream_while_others_go_on(stores: Stores) -> None:
     events, views = stores
-    runner = ProjectionRunner(
-        ParkingNotes(), event_store=events, read_store=views, codec=Codec()
-    )
+    runner = ProjectionRunner(ParkingNotes(), event_store=events, read_store=views, codec=Codec())
     await note(events, "s-1", "a")
     await note(events, "s-1", "bad")
     await note(events, "s-2", "x")
@@ -138,7 +137,7 @@ async def test_parked_event_holds_back_its_stream_while_others_go_on(stores: tup
     assert await views.get("parking_notes", "later") is not None
 
 
-async def test_parked_streams_survive_a_restart(stores: tuple) -> None:
+async def test_parked_streams_survive_a_restart(stores: Stores) -> None:
     events, views = stores
     first = ProjectionRunner(ParkingNotes(), event_store=events, read_store=views, codec=Codec())
     await note(events, "s-1", "bad")
@@ -151,7 +150,7 @@ async def test_parked_streams_survive_a_restart(stores: tuple) -> None:
 
 
 async def test_runner_restart_resumes_after_checkpoint_without_reapplying(
-    stores: tuple,
+    stores: Stores,
 ) -> None:
     events, views = stores
     projection = Notes()
@@ -211,12 +210,10 @@ class FlakyNotes(Notes):
         tx.put("flaky_notes", event.note, {"stream": tx.record.stream_id})
 
 
-async def test_a_retrying_projection_says_so_then_runs_again(stores: tuple) -> None:
+async def test_a_retrying_projection_says_so_then_runs_again(stores: Stores) -> None:
     events, views = stores
     watched = Watched(views)
-    runner = ProjectionRunner(
-        FlakyNotes(), event_store=events, read_store=watched, codec=Codec()  # type: ignore[arg-type]
-    )
+    runner = ProjectionRunner(FlakyNotes(), event_store=events, read_store=watched, codec=Codec())
     for text in ("a", "bad", "c"):
         await note(events, "s-1", text)
     await runner.catch_up()
@@ -234,14 +231,14 @@ async def test_a_retrying_projection_says_so_then_runs_again(stores: tuple) -> N
     assert (state.status, state.attempts, state.error) == (ProjectionStatus.RUNNING, 0, None)
 
 
-async def test_a_store_failure_is_retried_with_backoff_and_reported(stores: tuple) -> None:
+async def test_a_store_failure_is_retried_with_backoff_and_reported(stores: Stores) -> None:
     events, views = stores
     watched = Watched(views, failing=2)
     positions = PositionTracker()
     runner = ProjectionRunner(
         Notes(),
         event_store=events,
-        read_store=watched,  # type: ignore[arg-type]
+        read_store=watched,
         codec=Codec(),
         positions=positions,
     )
@@ -262,7 +259,7 @@ async def test_a_store_failure_is_retried_with_backoff_and_reported(stores: tupl
     assert (await views.state("notes")).status is ProjectionStatus.RUNNING
 
 
-async def test_parked_events_are_counted_with_the_last_error(stores: tuple) -> None:
+async def test_parked_events_are_counted_with_the_last_error(stores: Stores) -> None:
     events, views = stores
     runner = ProjectionRunner(ParkingNotes(), event_store=events, read_store=views, codec=Codec())
     await note(events, "s-1", "bad")
@@ -278,7 +275,7 @@ async def test_parked_events_are_counted_with_the_last_error(stores: tuple) -> N
     assert again.error == state.error
 
 
-async def test_skipping_parked_events_releases_their_stream(stores: tuple) -> None:
+async def test_skipping_parked_events_releases_their_stream(stores: Stores) -> None:
     events, views = stores
     runner = ProjectionRunner(ParkingNotes(), event_store=events, read_store=views, codec=Codec())
     await note(events, "s-1", "bad")
@@ -328,7 +325,7 @@ class SizedNotes(Projection):
         tx.put("sized_notes", event.note, {"size": size})
 
 
-async def test_what_the_store_refuses_is_parked_like_a_failing_handler(stores: tuple) -> None:
+async def test_what_the_store_refuses_is_parked_like_a_failing_handler(stores: Stores) -> None:
     events, views = stores
     runner = ProjectionRunner(SizedNotes(), event_store=events, read_store=views, codec=Codec())
     for stream, text in [("s-1", "a"), ("s-2", "b"), ("s-1", "huge"), ("s-2", "c"), ("s-1", "d")]:

@@ -13,9 +13,9 @@ SECRET = "s" * MIN_SECRET_LENGTH
 def test_api_keys_carry_their_names_and_unnamed_ones_are_named_by_place() -> None:
     keys = parse_api_keys(f"ops:{SECRET}1=admin, {SECRET}2=commands+queries ,{SECRET}3=queries")
     assert [(k.name, k.secret, k.scopes) for k in keys] == [
-        ("ops", f"{SECRET}1", {"admin"}),
-        ("key-2", f"{SECRET}2", {"commands", "queries"}),
-        ("key-3", f"{SECRET}3", {"queries"}),
+        ("ops", f"{SECRET}1", frozenset({"admin"})),
+        ("key-2", f"{SECRET}2", frozenset({"commands", "queries"})),
+        ("key-3", f"{SECRET}3", frozenset({"queries"})),
     ]
 
 

@@ -54,8 +54,10 @@ def validate_append(
         check_stream_id(stream_id)
     if type(expected_version) is not int or expected_version < 0:
         _check_expected(expected_version)
-    if type(events) is not list and type(events) is not tuple and (
-        isinstance(events, NewEvent | str | bytes) or not isinstance(events, Sequence)
+    if (
+        type(events) is not list
+        and type(events) is not tuple
+        and (isinstance(events, NewEvent | str | bytes) or not isinstance(events, Sequence))
     ):
         raise TypeError("events must be a sequence (list or tuple) of NewEvent")
     if not events:
@@ -101,9 +103,7 @@ def validate_streams(
     ids: set[uuid.UUID] = set()
     for index, append in enumerate(appends):
         if not isinstance(append, StreamAppend):
-            raise TypeError(
-                f"appends[{index}] must be a StreamAppend, got {type(append).__name__}"
-            )
+            raise TypeError(f"appends[{index}] must be a StreamAppend, got {type(append).__name__}")
         validate_append(append.stream_id, append.events, append.expected_version)
         if append.stream_id in streams:
             raise ValueError(
@@ -140,16 +140,12 @@ def _check_idempotency(record: object) -> None:
 def check_answer(answer: object) -> bytes:
     """The encoded answer an IdempotencyRecord's ``answer`` returned, checked."""
     if not isinstance(answer, bytes):
-        raise TypeError(
-            f"IdempotencyRecord.answer must return bytes, got {type(answer).__name__}"
-        )
+        raise TypeError(f"IdempotencyRecord.answer must return bytes, got {type(answer).__name__}")
     return answer
 
 
 def _check_expected(expected_version: object) -> None:
-    if isinstance(expected_version, bool) or not isinstance(
-        expected_version, int | StreamState
-    ):
+    if isinstance(expected_version, bool) or not isinstance(expected_version, int | StreamState):
         raise TypeError(
             "expected_version must be an int (0 = empty stream) or NO_STREAM, ANY, "
             f"STREAM_EXISTS; got {expected_version!r}"

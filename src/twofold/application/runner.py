@@ -66,9 +66,7 @@ def foreign_views(recorded: str | None, identity: str, checkpoint: int, head: in
     """Why views at ``checkpoint``, recorded as built from event store ``recorded``, do not
     belong to the event store ``identity`` whose log ends at ``head``; None when they do."""
     if recorded is not None and recorded != identity and checkpoint > 0:
-        return (
-            f"they were built from event store {recorded}, and this event store is {identity}"
-        )
+        return f"they were built from event store {recorded}, and this event store is {identity}"
     if checkpoint > head:
         return (
             f"they reflect the log up to position {checkpoint}, and this event store's log "
@@ -154,9 +152,7 @@ class ProjectionRunner:
         head = await self.event_store.head_position()  # read after the checkpoint: no race
         recorded: str | None = None
         if state.checkpoint <= head:
-            recorded = await self.read_store.bind_event_store(
-                self.name, state.generation, identity
-            )
+            recorded = await self.read_store.bind_event_store(self.name, state.generation, identity)
         reason = foreign_views(recorded, identity, state.checkpoint, head)
         return None if reason is None else ForeignViewsError(self.name, reason)
 
@@ -393,9 +389,7 @@ class ProjectionRunner:
             # A rebuild never stops the live copy: it fails and the old copy keeps serving.
             raise ProjectionStoppedError(self.name, record.position, reason)
         log.error("projection %s stops at %s: %s", self.name, where, reason)
-        await self._set(
-            ProjectionStatus.STOPPED, f"{where}: {reason}", self.projection.retries + 1
-        )
+        await self._set(ProjectionStatus.STOPPED, f"{where}: {reason}", self.projection.retries + 1)
         return False
 
     # -- status ---------------------------------------------------------------------------
@@ -425,7 +419,6 @@ class ProjectionRunner:
         await self._set(ProjectionStatus.RUNNING, error, 0)
 
     # -- operations -----------------------------------------------------------------------
-
 
     async def rebuild(self) -> int:
         """Replay the whole log into a fresh copy while the old one serves, then switch.
@@ -457,9 +450,7 @@ class ProjectionRunner:
                     checkpoint = page[-1].position
                 await self.read_store.switch(self.name, generation)
                 self._parked = {generation: self._parked.get(generation, set())}
-                self._park_errors = {
-                    g: e for g, e in self._park_errors.items() if g == generation
-                }
+                self._park_errors = {g: e for g, e in self._park_errors.items() if g == generation}
                 self.generation = generation
                 self.checkpoint = checkpoint
                 # As the switch stored it; then the parkings of the new copy, if any.

@@ -117,7 +117,10 @@ class EventStoreContract(AppendStreamsContract):
         assert stored == list(result.events)
         first = stored[0]
         assert (first.type, first.schema_version, first.data, first.metadata) == (
-            "Opened", 1, b'{"a": 1}', b'{"actor": "ann"}'
+            "Opened",
+            1,
+            b'{"a": 1}',
+            b'{"actor": "ann"}',
         )
         assert first.recorded_at.utcoffset() == UTC.utcoffset(None)
 
@@ -153,9 +156,7 @@ class EventStoreContract(AppendStreamsContract):
         assert "1" in str(error) and "2" in str(error)
         assert await store.stream_version("acct-1") == 2
 
-    async def test_append_rejects_expected_version_ahead_of_stream(
-        self, store: EventStore
-    ) -> None:
+    async def test_append_rejects_expected_version_ahead_of_stream(self, store: EventStore) -> None:
         await store.append("acct-1", [new_event()], expected_version=NO_STREAM)
         with pytest.raises(ConcurrencyError) as caught:
             await store.append("acct-1", [new_event()], expected_version=5)
@@ -189,8 +190,7 @@ class EventStoreContract(AppendStreamsContract):
         self, store: EventStore
     ) -> None:
         outcomes = await asyncio.gather(
-            *(store.append("acct-1", [new_event()], expected_version=NO_STREAM)
-              for _ in range(10)),
+            *(store.append("acct-1", [new_event()], expected_version=NO_STREAM) for _ in range(10)),
             return_exceptions=True,
         )
         assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
@@ -249,9 +249,7 @@ class EventStoreContract(AppendStreamsContract):
         first = original.events[0]
         again = NewEvent(event_id=first.event_id, type=first.type, data=first.data)
         retried = await store.append("acct-1", [again], expected_version=NO_STREAM)
-        assert (retried.version, retried.position, retried.events) == (
-            1, first.position, (first,)
-        )
+        assert (retried.version, retried.position, retried.events) == (1, first.position, (first,))
         assert await store.stream_version("acct-1") == 2
 
     async def test_retry_at_another_version_raises_duplicate(self, store: EventStore) -> None:
@@ -302,7 +300,8 @@ class EventStoreContract(AppendStreamsContract):
 
     async def test_read_all_filters_by_type(self, store: EventStore) -> None:
         await store.append(
-            "a", [new_event("Opened"), new_event("Noted"), new_event("Closed")],
+            "a",
+            [new_event("Opened"), new_event("Noted"), new_event("Closed")],
             expected_version=NO_STREAM,
         )
         picked = await store.read_all(types={"Opened", "Closed"})
@@ -318,9 +317,7 @@ class EventStoreContract(AppendStreamsContract):
         positions = [e.position for e in await read_everything(store)]
         assert all(b > a for a, b in itertools.pairwise(positions))
 
-    async def test_head_position_and_stream_version_start_at_zero(
-        self, store: EventStore
-    ) -> None:
+    async def test_head_position_and_stream_version_start_at_zero(self, store: EventStore) -> None:
         assert await store.head_position() == 0
         assert await store.stream_version("acct-1") == 0
         result = await store.append("acct-1", [new_event(), new_event()], expected_version=0)
@@ -381,9 +378,7 @@ class EventStoreContract(AppendStreamsContract):
     ) -> None:
         await store.save_snapshot(_snapshot(10, schema_version=1))
         await store.save_snapshot(_snapshot(10, schema_version=2, state=b"new"))
-        assert await store.load_snapshot("acct-1") == _snapshot(
-            10, schema_version=2, state=b"new"
-        )
+        assert await store.load_snapshot("acct-1") == _snapshot(10, schema_version=2, state=b"new")
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -448,6 +443,9 @@ class EventStoreContract(AppendStreamsContract):
 
 def _snapshot(version: int, *, schema_version: int = 1, state: bytes = b"{}") -> Snapshot:
     return Snapshot(
-        stream_id="acct-1", aggregate_type="Account", version=version,
-        schema_version=schema_version, state=state,
+        stream_id="acct-1",
+        aggregate_type="Account",
+        version=version,
+        schema_version=schema_version,
+        state=state,
     )

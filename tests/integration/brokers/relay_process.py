@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 from twofold.adapters.kafka import open_kafka_publisher
 from twofold.adapters.nats import open_nats_publisher
@@ -20,7 +21,7 @@ from twofold.application.failure import Backoff, CircuitBreaker
 from twofold.application.relay.core import Relay
 from twofold.application.relay.publisher import Publisher
 
-OPENERS = {
+OPENERS: dict[str, Callable[[str], Publisher]] = {
     "nats": open_nats_publisher,
     "kafka": open_kafka_publisher,
     "redis": open_redis_publisher,
@@ -28,7 +29,7 @@ OPENERS = {
 
 
 def publisher_for(url: str) -> Publisher:
-    return OPENERS[url.split(":", 1)[0]](url)  # type: ignore[no-any-return]
+    return OPENERS[url.split(":", 1)[0]](url)
 
 
 async def main(path: str, url: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -21,8 +23,9 @@ async def read_streams(url: str, pattern: str = "twofold*") -> dict[str, list[Bu
     client = aioredis.Redis.from_url(url)
     try:
         held: dict[str, list[BusMessage]] = {}
-        for key in sorted(await client.keys(pattern)):
-            entries = await client.xrange(key)
+        keys = cast(list[bytes], await client.keys(pattern))  # no decode_responses: bytes
+        for key in sorted(keys):
+            entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrange(key))
             held[key.decode()] = [
                 decode_message(
                     {k.decode(): v for k, v in fields.items() if k != b"data"}, fields[b"data"]

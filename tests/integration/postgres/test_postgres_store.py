@@ -25,7 +25,7 @@ from twofold.errors import (
     DuplicateEventError,
     EventStoreError,
 )
-from twofold.records import ANY, NO_STREAM, NewEvent, uuid7
+from twofold.records import ANY, NO_STREAM, NewEvent, RecordedEvent, uuid7
 
 pytestmark = pytest.mark.postgres
 
@@ -289,7 +289,7 @@ async def test_subscription_is_woken_by_a_notification_from_another_store(
     writer = await PostgresEventStore.open(postgres_url, schema=pg_schema)
     try:
         stream = follower.subscribe()
-        first = asyncio.create_task(anext(stream))
+        first: asyncio.Task[RecordedEvent] = asyncio.ensure_future(anext(stream))
         await asyncio.sleep(0.05)  # let the subscription go idle
         await writer.append("elsewhere", one(), expected_version=NO_STREAM)
         event = await asyncio.wait_for(first, 30)
@@ -357,9 +357,7 @@ def test_a_schema_name_that_is_not_plain_is_refused() -> None:
 async def test_idempotency_store_keeps_the_first_answer_across_processes(
     postgres_url: str, pg_schema: str
 ) -> None:
-    stores = [
-        await PostgresIdempotencyStore.open(postgres_url, schema=pg_schema) for _ in range(3)
-    ]
+    stores = [await PostgresIdempotencyStore.open(postgres_url, schema=pg_schema) for _ in range(3)]
     try:
         assert await stores[0].get("k") is None
         answers = await asyncio.gather(
@@ -394,9 +392,7 @@ async def test_idempotency_answers_expire_after_keep_for_and_are_pruned(
     finally:
         await keys.close()
     with pytest.raises(ValueError, match="keep_for"):
-        await PostgresIdempotencyStore.open(
-            postgres_url, schema=pg_schema, keep_for=timedelta(0)
-        )
+        await PostgresIdempotencyStore.open(postgres_url, schema=pg_schema, keep_for=timedelta(0))
 
 
 async def test_the_composition_root_opens_both_stores_from_one_url(

@@ -7,6 +7,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -93,7 +94,8 @@ async def test_a_rebuild_switch_never_serves_the_old_copy(world: World) -> None:
     world.loader.hold()
     slow = asyncio.create_task(world.views.get_json("orders", "o-2"))
     await world.loader.loaded.wait()
-    await world.rebuild(**{"o-1": {"status": "open", "copy": 2}, "o-2": {"copy": 2}})
+    copies: dict[str, dict[str, Any]] = {"o-1": {"status": "open", "copy": 2}, "o-2": {"copy": 2}}
+    await world.rebuild(**copies)
     world.loader.release()
     assert await slow is None  # o-2 did not exist in the old copy; that answer is not kept
     assert world.views.metrics.refused_older == 1

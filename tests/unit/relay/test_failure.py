@@ -90,7 +90,8 @@ def test_breaker_lets_a_trial_through_after_the_delay_and_closes_on_success() ->
     clock.now += 0.001
     assert cb.allow() and cb.state is BreakerState.HALF_OPEN
     cb.success()
-    assert cb.state is BreakerState.CLOSED and cb.status().failures == 0
+    status = cb.status()
+    assert status.state is BreakerState.CLOSED and status.failures == 0
 
 
 def test_a_failed_trial_reopens_the_breaker_for_longer_each_time() -> None:

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shop_fakes import FakeShop
-
+from tests.unit.shop.shop_fakes import FakeShop
 from twofold.examples.shop import (
     AddComment,
     AuthorView,

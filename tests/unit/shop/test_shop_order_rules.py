@@ -3,8 +3,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from shop_fakes import FakeShop
 
+from tests.unit.shop.shop_fakes import FakeShop
 from twofold.errors import DomainRuleError, ValidationError
 from twofold.examples.shop import (
     CancelOrder,

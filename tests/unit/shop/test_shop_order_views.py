@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from shop_fakes import FakeShop
 
+from tests.unit.shop.shop_fakes import FakeShop
 from twofold.errors import ValidationError
 from twofold.examples.shop import (
     CancelOrder,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shop_fakes import FakeShop
-
+from tests.unit.shop.shop_fakes import FakeShop
 from twofold.examples.shop import (
     AddComment,
     CancelOrder,

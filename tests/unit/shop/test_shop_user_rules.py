@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from shop_fakes import FakeShop
 
+from tests.unit.shop.shop_fakes import FakeShop
 from twofold.errors import AggregateExistsError, AggregateNotFoundError, ValidationError
 from twofold.examples.shop import (
     ChangeEmail,

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from shop_fakes import FakeShop
 
+from tests.unit.shop.shop_fakes import FakeShop
 from twofold.errors import ValidationError
 from twofold.examples.shop import (
     ChangeEmail,

@@ -104,9 +104,7 @@ def open_kafka_source(url: str) -> KafkaSource:
     """A source for ``kafka://`` URLs: the publisher's options plus ``group`` and
     ``fetch_wait_ms`` (how long the broker may hold a fetch, default 50)."""
     own = ("group", "fetch_wait_ms")
-    bus = BusUrl(
-        url, schemes=("kafka",), options={**dict.fromkeys(own, ""), **_PUBLISHER_OPTIONS}
-    )
+    bus = BusUrl(url, schemes=("kafka",), options={**dict.fromkeys(own, ""), **_PUBLISHER_OPTIONS})
     rest = "&".join(f"{k}={v}" for k, v in bus.query.items() if k not in own)
     settings = KafkaSettings.from_url(bus.parts._replace(query=rest).geturl())
     return KafkaSource(

@@ -87,7 +87,10 @@ class InMemoryEventStore:
             # Every part stored already: a retry of this very call.
             return tuple(
                 rules.match_retry(
-                    append.stream_id, append.events, append.expected_version, first,
+                    append.stream_id,
+                    append.events,
+                    append.expected_version,
+                    first,
                     self._streams[first.stream_id][first.stream_version - 1 :],
                 )
                 for append, first in zip(appends, firsts, strict=True)
@@ -95,7 +98,8 @@ class InMemoryEventStore:
             )
         for append in appends:
             rules.check_expected_version(
-                append.stream_id, append.expected_version,
+                append.stream_id,
+                append.expected_version,
                 len(self._streams.get(append.stream_id, ())),
             )
         for append in appends:
@@ -150,7 +154,9 @@ class InMemoryEventStore:
         )
         last = recorded[-1]
         return AppendResult(
-            stream_id=stream_id, version=last.stream_version, position=last.position,
+            stream_id=stream_id,
+            version=last.stream_version,
+            position=last.position,
             events=recorded,
         )
 
@@ -171,9 +177,7 @@ class InMemoryEventStore:
         end = None if limit is None else from_version - 1 + limit
         return stream[from_version - 1 : end]
 
-    async def read_stream_data(
-        self, stream_id: str, *, from_version: int = 1
-    ) -> list[StreamData]:
+    async def read_stream_data(self, stream_id: str, *, from_version: int = 1) -> list[StreamData]:
         """``read_stream`` narrowed to what loading an aggregate needs (StreamDataReader)."""
         return [
             (e.stream_version, e.type, e.schema_version, e.data)

@@ -39,7 +39,6 @@ from twofold.adapters.postgres._pool import connect
 __all__ = ["LISTENERS", "ListenLoop", "Listener", "Signal", "advisory_holders", "presence_key"]
 
 
-
 def advisory_holders(key: str, other_than: str) -> str:
     """SQL counting the sessions, other than the backend pid ``other_than``, that hold the
     advisory lock taken as ``pg_advisory_lock(hashtextextended(key, 0))`` in this database

@@ -272,10 +272,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
         "idempotency keys expire: an index to find the old ones",
-        (
-            "CREATE INDEX idempotency_keys_created_at"
-            " ON {schema}.idempotency_keys (created_at)",
-        ),
+        ("CREATE INDEX idempotency_keys_created_at ON {schema}.idempotency_keys (created_at)",),
     ),
     Migration(
         3,

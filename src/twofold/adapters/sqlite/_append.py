@@ -149,22 +149,38 @@ class Batch:
         recorded: list[RecordedEvent] = []
         for offset, event in enumerate(op.events):
             staged += (
-                start + offset, op.ids[offset], stream_id, version + 1 + offset, event.type,
-                event.schema_version, event.data, event.metadata, now_us,
+                start + offset,
+                op.ids[offset],
+                stream_id,
+                version + 1 + offset,
+                event.type,
+                event.schema_version,
+                event.data,
+                event.metadata,
+                now_us,
             )
-            recorded.append(RecordedEvent(
-                event_id=event.event_id, stream_id=stream_id,
-                stream_version=version + 1 + offset, position=start + offset,
-                type=event.type, schema_version=event.schema_version,
-                data=event.data, metadata=event.metadata, recorded_at=recorded_at,
-            ))
+            recorded.append(
+                RecordedEvent(
+                    event_id=event.event_id,
+                    stream_id=stream_id,
+                    stream_version=version + 1 + offset,
+                    position=start + offset,
+                    type=event.type,
+                    schema_version=event.schema_version,
+                    data=event.data,
+                    metadata=event.metadata,
+                    recorded_at=recorded_at,
+                )
+            )
         self._staged_ids.update(op.ids)
         count = len(op.events)
         self._versions[stream_id] = version + count
         self._head += count
         self.appended = True
         return AppendResult(
-            stream_id=stream_id, version=version + count, position=self._head,
+            stream_id=stream_id,
+            version=version + count,
+            position=self._head,
             events=tuple(recorded),
         )
 
@@ -252,8 +268,7 @@ class AppendStreamsOp:
         self, appends: Sequence[StreamAppend], idempotency: IdempotencyRecord | None
     ) -> None:
         self.parts = [
-            AppendOp(append.stream_id, append.events, append.expected_version)
-            for append in appends
+            AppendOp(append.stream_id, append.events, append.expected_version) for append in appends
         ]
         self.idempotency = idempotency
 

@@ -133,21 +133,28 @@ def save_snapshot(conn: sqlite3.Connection, batch: Batch, snapshot: Snapshot) ->
         "aggregate_type = excluded.aggregate_type, version = excluded.version, "
         "schema_version = excluded.schema_version, state = excluded.state "
         "WHERE excluded.version >= snapshots.version",
-        (snapshot.stream_id, snapshot.aggregate_type, snapshot.version,
-         snapshot.schema_version, snapshot.state),
+        (
+            snapshot.stream_id,
+            snapshot.aggregate_type,
+            snapshot.version,
+            snapshot.schema_version,
+            snapshot.state,
+        ),
     )
 
 
 def load_snapshot(conn: sqlite3.Connection, stream_id: str) -> Snapshot | None:
     row = conn.execute(
-        "SELECT aggregate_type, version, schema_version, state FROM snapshots "
-        "WHERE stream_id = ?",
+        "SELECT aggregate_type, version, schema_version, state FROM snapshots WHERE stream_id = ?",
         (stream_id,),
     ).fetchone()
     if row is None:
         return None
     return Snapshot(
-        stream_id=stream_id, aggregate_type=row[0], version=row[1], schema_version=row[2],
+        stream_id=stream_id,
+        aggregate_type=row[0],
+        version=row[1],
+        schema_version=row[2],
         state=row[3],
     )
 
@@ -178,9 +185,7 @@ def idempotency_put(
     return stored
 
 
-def idempotency_get(
-    conn: sqlite3.Connection, key: str, cutoff: int
-) -> tuple[str, bytes] | None:
+def idempotency_get(conn: sqlite3.Connection, key: str, cutoff: int) -> tuple[str, bytes] | None:
     """The answer stored for ``key`` at ``cutoff`` (microseconds since 1970) or later."""
     row = conn.execute(
         "SELECT fingerprint, result FROM idempotency WHERE key = ? AND created_at >= ?",

@@ -231,18 +231,16 @@ class SQLiteEventStore:
     ) -> list[RecordedEvent]:
         rules.check_read_stream(stream_id, from_version, limit)
         return await self._read(
-            functools.partial(sql.read_stream, stream_id=stream_id,
-                              from_version=from_version, limit=limit)
+            functools.partial(
+                sql.read_stream, stream_id=stream_id, from_version=from_version, limit=limit
+            )
         )
 
-    async def read_stream_data(
-        self, stream_id: str, *, from_version: int = 1
-    ) -> list[StreamData]:
+    async def read_stream_data(self, stream_id: str, *, from_version: int = 1) -> list[StreamData]:
         """``read_stream`` narrowed to what loading an aggregate needs (StreamDataReader)."""
         rules.check_read_stream(stream_id, from_version, None)
         return await self._read(
-            functools.partial(sql.read_stream_data, stream_id=stream_id,
-                              from_version=from_version)
+            functools.partial(sql.read_stream_data, stream_id=stream_id, from_version=from_version)
         )
 
     async def read_all(
@@ -254,8 +252,12 @@ class SQLiteEventStore:
     ) -> list[RecordedEvent]:
         rules.check_read_all(after, limit, types)
         events, _ = await self._read(
-            functools.partial(sql.read_page, after=after, limit=limit,
-                              types=None if types is None else frozenset(types))
+            functools.partial(
+                sql.read_page,
+                after=after,
+                limit=limit,
+                types=None if types is None else frozenset(types),
+            )
         )
         return events
 
@@ -359,4 +361,3 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     # reporting it as never retrieved when they all went away.
     if not future.cancelled():
         future.exception()
-

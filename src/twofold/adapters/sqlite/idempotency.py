@@ -39,9 +39,7 @@ class SQLiteIdempotencyStore:
     first answer always wins, also across processes.
     """
 
-    def __init__(
-        self, store: SQLiteEventStore, *, keep_for: timedelta = DEFAULT_KEEP_FOR
-    ) -> None:
+    def __init__(self, store: SQLiteEventStore, *, keep_for: timedelta = DEFAULT_KEEP_FOR) -> None:
         if not isinstance(store, SQLiteEventStore):
             raise TypeError(
                 "SQLiteIdempotencyStore shares the threads of an open SQLiteEventStore: "
@@ -85,4 +83,3 @@ class SQLiteIdempotencyStore:
 
         deleted: int = await self._store._write(prune)
         return deleted
-

@@ -82,9 +82,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     # isolation_level=None: the stores issue BEGIN/COMMIT themselves, nothing implicit.
     # timeout is SQLite's busy_timeout: how long to wait for another process's write lock.
-    return sqlite3.connect(
-        path, timeout=busy_timeout, isolation_level=None, cached_statements=256
-    )
+    return sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, cached_statements=256)
 
 
 def connect_writer(
