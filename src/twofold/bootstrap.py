@@ -6,6 +6,13 @@ codec, the buses with their middleware, and a runner per projection, and returns
 Projections named in ``settings.inline_projections`` (single-database mode) are prepared,
 brought up to date and attached to the event store here, so the App's first append already
 applies them; their runners (``InlineRunner``) only rebuild.
+
+The relay (docs/relay.md) is wired here too: ``TWOFOLD_BUS`` names the destinations, the
+scheme table opens their publishers (and, for ``twofold worker --source``, their sources),
+and the event store's scheme gives the relay's store (its checkpoints, in the event store's
+own database) and its lease (one relay per destination at a time). ``bootstrap`` gives the
+App a ``RelayHost`` (run when ``TWOFOLD_RELAY=run``), ``bootstrap_relay`` builds one for
+``twofold relay``, and ``bootstrap_bus_worker`` a read service's ``BusWorker``.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from twofold.application.app import App, Service
 from twofold.application.commands import CommandBus
@@ -24,6 +32,14 @@ from twofold.application.ports import EventStore, IdempotencyStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import Projection
 from twofold.application.queries import QueryBus
+from twofold.application.relay.core import Relay
+from twofold.application.relay.host import RelayDestination, RelayHost
+from twofold.application.relay.lease import InProcessLease, RelayLease
+from twofold.application.relay.publisher import Publisher
+from twofold.application.relay.remote import BusProjectionRunner
+from twofold.application.relay.source import BusSource
+from twofold.application.relay.store import RelayStore
+from twofold.application.relay.worker import BusWorker
 from twofold.application.repository import Repository
 from twofold.application.runner import ProjectionRunner
 from twofold.application.views import ReadStore
@@ -35,10 +51,14 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "bootstrap",
+    "bootstrap_bus_worker",
+    "bootstrap_relay",
     "check_settings",
     "check_shared_projections",
     "open_event_store",
+    "open_publisher",
     "open_read_store",
+    "open_source",
 ]
 
 
@@ -114,22 +134,130 @@ def _postgres_coordination(url: str, views: ReadStore, retry: float) -> Coordina
     return LeaseCoordination(views, retry_interval=retry)
 
 
+async def _memory_relay_store(url: str, events: EventStore) -> RelayStore:
+    from twofold.adapters.memory.relay_store import MemoryRelayStore
+
+    return MemoryRelayStore()
+
+
+async def _sqlite_relay_store(url: str, events: EventStore) -> RelayStore:
+    from twofold.adapters.sqlite.relay_store import SQLiteRelayStore
+
+    path = sqlite_path(url, "TWOFOLD_EVENT_STORE")
+    if path == ":memory:":
+        raise ConfigurationError(
+            "the relay keeps its checkpoints beside the events, which sqlite://:memory: "
+            "cannot share; use sqlite:///events.db"
+        )
+    return await SQLiteRelayStore.open(path)
+
+
+async def _postgres_relay_store(url: str, events: EventStore) -> RelayStore:
+    from twofold.adapters.postgres.relay_store import open_postgres_relay_store
+
+    return await open_postgres_relay_store(url)
+
+
+def _memory_relay_lease(url: str, destination: str, retry: float) -> RelayLease:
+    return InProcessLease()  # events in this process's memory: nobody else can relay them
+
+
+def _sqlite_relay_lease(url: str, destination: str, retry: float) -> RelayLease:
+    from twofold.adapters.sqlite.relay_lease import FileRelayLease
+
+    path = sqlite_path(url, "TWOFOLD_EVENT_STORE")
+    return FileRelayLease(path, destination, retry_interval=retry)
+
+
+def _postgres_relay_lease(url: str, destination: str, retry: float) -> RelayLease:
+    from twofold.adapters.postgres import split_schema
+    from twofold.adapters.postgres.relay_lease import PostgresRelayLease
+
+    conninfo, schema = split_schema(url)
+    return PostgresRelayLease(
+        conninfo, schema=schema, destination=destination, retry_interval=retry
+    )
+
+
+def _nats_publisher(url: str) -> Publisher:
+    from twofold.adapters.nats import open_nats_publisher
+
+    return open_nats_publisher(url)
+
+
+def _kafka_publisher(url: str) -> Publisher:
+    from twofold.adapters.kafka import open_kafka_publisher
+
+    return open_kafka_publisher(url)
+
+
+def _redis_publisher(url: str) -> Publisher:
+    from twofold.adapters.redis_streams import open_redis_publisher
+
+    return open_redis_publisher(url)
+
+
+def _nats_source(url: str) -> BusSource:
+    from twofold.adapters.nats.source import open_nats_source
+
+    return open_nats_source(url)
+
+
+def _kafka_source(url: str) -> BusSource:
+    from twofold.adapters.kafka.source import open_kafka_source
+
+    return open_kafka_source(url)
+
+
+def _redis_source(url: str) -> BusSource:
+    from twofold.adapters.redis_streams.source import open_redis_source
+
+    return open_redis_source(url)
+
+
 @dataclasses.dataclass(frozen=True)
 class Backend:
     """What one URL scheme opens: an event store, a read store, and the coordination of
-    the processes that share such a read store."""
+    the processes that share such a read store; beside an event store, the relay's store
+    and lease; a broker's publisher (a relay destination) and source (for a bus worker)."""
 
     events: Callable[[str], Awaitable[tuple[EventStore, IdempotencyStore]]] | None = None
     views: Callable[[str], Awaitable[ReadStore]] | None = None
     coordination: Callable[[str, ReadStore, float], Coordination] | None = None
+    relay_store: Callable[[str, EventStore], Awaitable[RelayStore]] | None = None
+    relay_lease: Callable[[str, str, float], RelayLease] | None = None
+    publisher: Callable[[str], Publisher] | None = None
+    source: Callable[[str], BusSource] | None = None
+    extra: str | None = None
+    """The optional dependency (``pip install 'twofold[extra]'``) the adapter needs."""
 
 
-_POSTGRES = Backend(_postgres_events, _postgres_views, _postgres_coordination)
+_POSTGRES = Backend(
+    _postgres_events,
+    _postgres_views,
+    _postgres_coordination,
+    _postgres_relay_store,
+    _postgres_relay_lease,
+    extra="postgres",
+)
+_REDIS = Backend(publisher=_redis_publisher, source=_redis_source, extra="redis")
 BACKENDS: dict[str, Backend] = {
-    "memory": Backend(events=_memory_events),
-    "sqlite": Backend(_sqlite_events, _sqlite_views, _sqlite_coordination),
+    "memory": Backend(
+        events=_memory_events, relay_store=_memory_relay_store, relay_lease=_memory_relay_lease
+    ),
+    "sqlite": Backend(
+        _sqlite_events,
+        _sqlite_views,
+        _sqlite_coordination,
+        _sqlite_relay_store,
+        _sqlite_relay_lease,
+    ),
     "postgresql": _POSTGRES,
     "postgres": _POSTGRES,
+    "nats": Backend(publisher=_nats_publisher, source=_nats_source, extra="nats"),
+    "kafka": Backend(publisher=_kafka_publisher, source=_kafka_source, extra="kafka"),
+    "redis": _REDIS,
+    "rediss": _REDIS,
 }
 """URL scheme -> what it opens; consulted once, by ``bootstrap``."""
 
@@ -147,7 +275,9 @@ def _backend(setting: str, url: str, role: str) -> Backend:
 
 
 def check_settings(settings: Settings) -> None:
-    """Every problem with the stores' URLs, one line each, in one ConfigurationError."""
+    """Every problem with the stores' and the bus's URLs, one line each, in one
+    ConfigurationError. A bus URL's options are checked by building its publisher (which
+    connects to nothing)."""
     problems: list[str] = []
     for setting, url, role in (
         ("TWOFOLD_EVENT_STORE", settings.event_store, "events"),
@@ -157,8 +287,62 @@ def check_settings(settings: Settings) -> None:
             _backend(setting, url, role)
         except ConfigurationError as error:
             problems.append(str(error))
+    destinations: dict[str, str] = {}
+    for url in settings.bus_urls:
+        try:
+            destination = open_publisher(url).destination
+        except ConfigurationError as error:
+            problems.append(_one_line(error))
+            continue
+        if destination in destinations:
+            problems.append(
+                f"TWOFOLD_BUS names the destination {destination} twice "
+                f"({destinations[destination]!r} and {_public(url)!r}); name each once"
+            )
+        destinations[destination] = _public(url)
     if problems:
         raise ConfigurationError("\n".join(problems))
+
+
+def _one_line(error: ConfigurationError) -> str:
+    text = str(error)
+    return text if text.startswith("TWOFOLD_BUS") else f"TWOFOLD_BUS: {text}"
+
+
+def _public(url: str) -> str:
+    parts = urlsplit(url)
+    return url if parts.password is None else url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def open_publisher(url: str) -> Publisher:
+    """The publisher a ``TWOFOLD_BUS`` URL names (not connected yet)."""
+    backend = _backend("TWOFOLD_BUS", url, "publisher")
+    assert backend.publisher is not None
+    return _needing(backend, "TWOFOLD_BUS", url, backend.publisher)
+
+
+def open_source(url: str, *, group: str | None = None) -> BusSource:
+    """The source ``twofold worker --source`` reads; ``group`` replaces the URL's."""
+    backend = _backend("--source", url, "source")
+    assert backend.source is not None
+    if group is not None:
+        parts = urlsplit(url)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "group"]
+        url = urlunsplit(parts._replace(query=urlencode([*query, ("group", group)])))
+    return _needing(backend, "--source", url, backend.source)
+
+
+T = TypeVar("T")
+
+
+def _needing(backend: Backend, setting: str, url: str, opener: Callable[[str], T]) -> T:
+    try:
+        return opener(url)
+    except ImportError as error:
+        raise ConfigurationError(
+            f"{setting} {_public(url)!r} needs a package that is not installed ({error.name}); "
+            f"pip install 'twofold[{backend.extra}]'"
+        ) from error
 
 
 async def open_event_store(url: str) -> tuple[EventStore, IdempotencyStore]:
@@ -247,6 +431,13 @@ async def bootstrap(
     close_idempotency = getattr(idempotency, "close", None)
     if close_idempotency is not None:
         app.on_close(close_idempotency)
+    if settings.bus_urls:
+        try:
+            app.relays = await _relay_host(settings, event_store, retry_interval)
+        except BaseException:
+            await app.close()
+            raise
+        app.run_relay = settings.relay == "run"
     if inline:
         try:
             await _attach_inline(app, settings, [r for r in runners if r.name in inline])
@@ -254,6 +445,103 @@ async def bootstrap(
             await app.close()
             raise
     return app
+
+
+async def _relay_host(
+    settings: Settings, event_store: EventStore, retry_interval: float
+) -> RelayHost:
+    """A RelayHost over ``event_store`` for every ``TWOFOLD_BUS`` destination (not started);
+    it closes its relay store when it closes."""
+    url = settings.event_store
+    backend = _backend("TWOFOLD_EVENT_STORE", url, "events")
+    if backend.relay_store is None or backend.relay_lease is None:
+        raise ConfigurationError(f"TWOFOLD_EVENT_STORE {url!r} cannot be relayed")
+    store = await backend.relay_store(url, event_store)
+    destinations: list[RelayDestination] = []
+    for bus_url in settings.bus_urls:
+        name = open_publisher(bus_url).destination
+
+        def make_relay(bus_url: str = bus_url) -> Relay:
+            return Relay(event_store, open_publisher(bus_url), store)
+
+        lease = backend.relay_lease(url, name, retry_interval)
+        destinations.append(RelayDestination(name, make_relay, lease))
+    host = RelayHost(
+        destinations, event_store=event_store, store=store, retry_interval=retry_interval
+    )
+    host.on_close(store.close)
+    return host
+
+
+async def bootstrap_relay(settings: Settings, *, retry_interval: float = 1.0) -> RelayHost:
+    """What ``twofold relay`` runs: the relays of every ``TWOFOLD_BUS`` destination over
+    the event store the settings name (not started; ``close`` closes the stores)."""
+    check_settings(settings)
+    if not settings.bus_urls:
+        raise ConfigurationError(
+            "twofold relay needs TWOFOLD_BUS, the broker(s) to publish to, such as "
+            "nats://127.0.0.1:4222 (several separated by commas)"
+        )
+    if not retry_interval > 0:
+        raise ConfigurationError(
+            f"the retry interval must be above 0 seconds, not {retry_interval}"
+        )
+    if urlsplit(settings.event_store).scheme == "memory":
+        raise ConfigurationError(
+            "twofold relay runs in a process of its own, which cannot see a memory:// event "
+            "store; use sqlite:///file.db or postgresql://..., or run the relay inside "
+            "twofold serve (TWOFOLD_RELAY=run)"
+        )
+    event_store, idempotency = await open_event_store(settings.event_store)
+    try:
+        host = await _relay_host(settings, event_store, retry_interval)
+    except BaseException:
+        await event_store.close()
+        raise
+    close_idempotency = getattr(idempotency, "close", None)
+    if close_idempotency is not None:
+        host.on_close(close_idempotency)
+    host.on_close(event_store.close)
+    return host
+
+
+async def bootstrap_bus_worker(
+    service: Service, settings: Settings, *, source: str, group: str | None = None
+) -> BusWorker:
+    """What ``twofold worker --source URL`` runs: ``service``'s projections fed from the
+    broker at ``source`` into ``TWOFOLD_READ_STORE`` (the event store is not used). Each
+    projection reads with the consumer group ``<group>-<projection>`` (``group``: the
+    URL's ``group`` option, else the service's name)."""
+    check_settings(settings)
+    _backend("--source", source, "source")
+    codec = Codec(service.events)
+    if service.configure_codec is not None:
+        service.configure_codec(codec)
+    projections = service.projection_instances()
+    if group is None:
+        group = dict(parse_qsl(urlsplit(source).query)).get("group") or service.name
+    sources = [open_source(source, group=f"{group}-{p.name}") for p in projections]
+    read_store = await open_read_store(settings.read_store)
+    positions = PositionTracker()
+    runners = [
+        BusProjectionRunner(
+            projection, source=bus, read_store=read_store, codec=codec, positions=positions
+        )
+        for projection, bus in zip(projections, sources, strict=True)
+    ]
+    # The service's query handlers answer from these views; its commands go nowhere (a
+    # read service writes no events): they are registered on a bus over no store.
+    from twofold.adapters.memory.event_store import InMemoryEventStore
+
+    commands = CommandBus(Repository(InMemoryEventStore(), codec))
+    queries = QueryBus(read_store, positions)
+    service.register(commands, queries)
+    worker = BusWorker(runners=runners, read_store=read_store, positions=positions,
+                       queries=queries)  # fmt: skip
+    worker.on_close(read_store.close)
+    for bus in sources:
+        worker.on_close(bus.close)
+    return worker
 
 
 def check_shared_projections(settings: Settings, projections: Sequence[str] | None) -> None:

@@ -8,7 +8,9 @@
 | TWOFOLD_LAG_THRESHOLD      | 60                           | seconds of lag before health DOWN|
 | TWOFOLD_INLINE_PROJECTIONS | (none)                       | names, or *: applied in the append|
 | TWOFOLD_API_KEYS           | (none)                       | name:secret=scope+scope,...      |
-| TWOFOLD_CACHE, TWOFOLD_BUS | (none)                       | not implemented yet: refused     |
+| TWOFOLD_BUS                | (none)                       | broker URL(s) the relay publishes to |
+| TWOFOLD_RELAY              | off                          | run: this process relays to the bus |
+| TWOFOLD_CACHE              | (none)                       | not implemented yet: refused     |
 | TWOFOLD_LOG_FORMAT         | text                         | text, or json: one object a line |
 
 ``TWOFOLD_API_KEYS``: comma-separated entries ``name:secret=scope+scope``. The secret is
@@ -16,8 +18,15 @@ what clients send (at least ``MIN_SECRET_LENGTH`` characters of visible ASCII, n
 the name (letters, digits, ``_.@-``) is who they are: events record it as their ``actor``.
 An entry without ``name:`` is named ``key-<n>``, n its place in the list (from 1).
 
-``TWOFOLD_CACHE`` and ``TWOFOLD_BUS`` are refused until a cache and a bus exist, so that a
-setting is never silently ignored.
+``TWOFOLD_CACHE`` is refused until a cache exists, so that a setting is never silently
+ignored.
+
+``TWOFOLD_BUS``: one broker URL or several, comma-separated (``nats://``, ``kafka://``,
+``redis://``; their options are query parameters, see docs/relay.md); each is a destination
+the relay publishes the log to, and whose scheme and options ``bootstrap.check_settings``
+checks. ``TWOFOLD_RELAY=run`` makes a process run the relay (``twofold serve``; ``twofold
+relay`` always does): one process per destination publishes at a time, the others wait
+for its lease and take over when it dies.
 
 ``TWOFOLD_INLINE_PROJECTIONS`` (single-database mode, PostgreSQL only): comma-separated
 projection names, or ``*`` for all, applied inside each append's own transaction, so their
@@ -38,6 +47,7 @@ from twofold.logs import LogFormat
 __all__ = ["MIN_SECRET_LENGTH", "ApiKey", "Settings"]
 
 ProjectionMode = Literal["run", "off"]
+RelayMode = Literal["run", "off"]
 _SCOPES = frozenset({"commands", "queries", "admin"})
 MIN_SECRET_LENGTH = 16
 """Characters an API key's secret needs at least (a 16-character random secret of
@@ -89,6 +99,9 @@ class Settings:
     api_keys: Sequence[ApiKey] = ()
     cache: str | None = None
     bus: str | None = None
+    """Broker URLs, comma-separated: the relay's destinations (``bus_urls``)."""
+    relay: RelayMode = "off"
+    """run: this process runs the relay to every ``bus`` destination (under a lease)."""
     inline_projections: frozenset[str] = frozenset()
     """Projections applied in the append's transaction; ``{"*"}`` means all of them."""
     log_format: LogFormat = "text"
@@ -101,9 +114,21 @@ class Settings:
             )
         object.__setattr__(self, "inline_projections", check_inline_names(names))
         object.__setattr__(self, "api_keys", check_api_keys(self.api_keys))
+        if self.relay not in ("run", "off"):
+            raise ConfigurationError(f"TWOFOLD_RELAY must be 'run' or 'off', not {self.relay!r}")
+        if self.bus is not None and not self.bus_urls:
+            raise ConfigurationError(
+                f"TWOFOLD_BUS {self.bus!r} names no broker; write a URL such as "
+                "nats://host:4222, or several separated by commas, or unset it"
+            )
+        if self.relay == "run" and self.bus is None:
+            raise ConfigurationError(
+                "TWOFOLD_RELAY=run needs TWOFOLD_BUS, the broker(s) to relay to; set it, or "
+                "set TWOFOLD_RELAY=off"
+            )
         unimplemented = [
             f"TWOFOLD_{name.upper()} ({value!r})"
-            for name, value in (("bus", self.bus), ("cache", self.cache))
+            for name, value in (("cache", self.cache),)
             if value is not None
         ]
         if unimplemented:
@@ -111,6 +136,13 @@ class Settings:
                 f"{' and '.join(unimplemented)}: not implemented yet in this version of "
                 "twofold, so it would have no effect; unset it"
             )
+
+    @property
+    def bus_urls(self) -> tuple[str, ...]:
+        """The destinations named by ``bus``, in order, without blanks."""
+        if self.bus is None:
+            return ()
+        return tuple(url.strip() for url in self.bus.split(",") if url.strip())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -148,6 +180,11 @@ class Settings:
             )
         if env.get("TWOFOLD_BUS"):
             values["bus"] = env["TWOFOLD_BUS"]
+        if "TWOFOLD_RELAY" in env:
+            relay = env["TWOFOLD_RELAY"]
+            if relay not in ("run", "off"):
+                raise ConfigurationError(f"TWOFOLD_RELAY must be 'run' or 'off', not {relay!r}")
+            values["relay"] = relay
         if "TWOFOLD_LOG_FORMAT" in env:
             log_format = env["TWOFOLD_LOG_FORMAT"]
             if log_format not in ("text", "json"):

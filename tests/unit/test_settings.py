@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from twofold.errors import ConfigurationError
@@ -58,10 +60,7 @@ def test_api_keys_given_in_code_are_checked_too() -> None:
         Settings(api_keys={SECRET: frozenset({"admin"})})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("variable", "value"),
-    [("TWOFOLD_BUS", "nats://localhost:4222"), ("TWOFOLD_CACHE", "redis://x")],
-)
+@pytest.mark.parametrize(("variable", "value"), [("TWOFOLD_CACHE", "redis://x")])
 def test_settings_not_implemented_yet_are_refused_not_ignored(variable: str, value: str) -> None:
     with pytest.raises(ConfigurationError) as refused:
         Settings.from_env({variable: value})
@@ -70,6 +69,25 @@ def test_settings_not_implemented_yet_are_refused_not_ignored(variable: str, val
     assert "\n" not in message
 
 
-def test_both_unimplemented_settings_are_named_in_one_line() -> None:
-    with pytest.raises(ConfigurationError, match=r"TWOFOLD_BUS .* and TWOFOLD_CACHE"):
-        Settings.from_env({"TWOFOLD_BUS": "nats://x", "TWOFOLD_CACHE": "redis://x"})
+def test_the_bus_is_one_url_or_several_separated_by_commas() -> None:
+    settings = Settings.from_env(
+        {"TWOFOLD_BUS": "nats://a:4222, kafka://b:9092?idempotence=false,", "TWOFOLD_RELAY": "run"}
+    )
+    assert settings.bus_urls == ("nats://a:4222", "kafka://b:9092?idempotence=false")
+    assert settings.relay == "run"
+    assert Settings().bus_urls == () and Settings().relay == "off"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"TWOFOLD_BUS": " , "}, "TWOFOLD_BUS ' , ' names no broker"),
+        ({"TWOFOLD_RELAY": "yes", "TWOFOLD_BUS": "nats://x"}, "TWOFOLD_RELAY must be 'run'"),
+        ({"TWOFOLD_RELAY": "run"}, "TWOFOLD_RELAY=run needs TWOFOLD_BUS"),
+    ],
+)
+def test_a_bus_setting_that_cannot_work_is_refused_with_what_to_do(
+    environ: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(expected)):
+        Settings.from_env(environ)

@@ -20,12 +20,14 @@ from twofold.application.ports import EventStore, IdempotencyStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import Projection
 from twofold.application.queries import DEFAULT_TIMEOUT, QueryBus
+from twofold.application.relay.host import RelayHost, RelayReport
+from twofold.application.relay.store import ParkedMessage
 from twofold.application.repository import Repository
 from twofold.application.runner import ProjectionRunner
 from twofold.application.views import DeadLetter, ReadStore
 from twofold.codec import Codec
 from twofold.domain.messages import Command, Event, Metadata, Query
-from twofold.errors import UnknownProjectionError
+from twofold.errors import ConfigurationError, UnknownProjectionError
 from twofold.settings import Settings
 
 __all__ = ["App", "Service"]
@@ -88,6 +90,10 @@ class App:
         self.settings = settings if settings is not None else Settings()
         """What the app was built from (bootstrap's settings)."""
         self._closers: list[Callable[[], Any]] = []
+        self.relays: RelayHost | None = None
+        """The relays to ``TWOFOLD_BUS``'s destinations (bootstrap sets it), or None."""
+        self.run_relay = False
+        """Whether ``start`` contends for the relays' leases (``TWOFOLD_RELAY=run``)."""
 
     @property
     def repository(self) -> Repository:
@@ -110,6 +116,8 @@ class App:
                 self.runner(name)  # an unknown name fails here
             names = [name for name in wanted if not self.positions.is_inline(name)]
         await self.coordination.start(self, run=names)
+        if self.relays is not None and self.run_relay:
+            await self.relays.start()
 
     @property
     def runs_projections(self) -> bool:
@@ -121,7 +129,9 @@ class App:
         return await self.coordination.attended(projection)
 
     async def close(self) -> None:
-        # The projections stop first: no commit follows the stores' closing.
+        # The projections and relays stop first: no commit follows the stores' closing.
+        if self.relays is not None:
+            await self.relays.close()
         await self.coordination.close()
         for closer in reversed(self._closers):
             outcome = closer()
@@ -218,3 +228,33 @@ class App:
         """Drop ``projection``'s parked events without applying them (all, one stream's,
         or those at ``positions``); return how many were dropped."""
         return await self.runner(projection).skip_dead_letters(stream_id, positions)
+
+    # -- the relay ------------------------------------------------------------------------
+    # Retry and skip in the process that relays to the destination (it holds the lease).
+
+    def _relays(self) -> RelayHost:
+        if self.relays is None:
+            raise ConfigurationError(
+                "this app has no relay: set TWOFOLD_BUS to the broker(s) to publish to"
+            )
+        return self.relays
+
+    async def relay_status(self) -> list[RelayReport]:
+        """Each destination's relay: lag in events and seconds, state, breaker, parked."""
+        return [] if self.relays is None else await self.relays.reports()
+
+    async def relay_dead_letters(self, destination: str | None = None) -> list[ParkedMessage]:
+        """Messages the broker refused for good, with the later events of their streams."""
+        return await self._relays().parked(destination)
+
+    async def retry_relay_dead_letters(
+        self, destination: str, *, stream_id: str | None = None
+    ) -> int:
+        """Publish ``destination``'s parked messages again, in order; return how many went."""
+        return await self._relays().retry(destination, stream_id=stream_id)
+
+    async def skip_relay_dead_letters(
+        self, destination: str, *, stream_id: str | None = None
+    ) -> int:
+        """Give up ``destination``'s parked messages (skip markers go in their place)."""
+        return await self._relays().skip(destination, stream_id=stream_id)

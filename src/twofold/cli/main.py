@@ -5,6 +5,8 @@
     twofold serve                      # the reference shop on 127.0.0.1:8000, SQLite files here
     twofold serve myapp:app --workers 4 --host 0.0.0.0
     twofold worker                     # projections only, sharing them with other workers
+    twofold worker --source nats://broker:4222   # projections fed from a bus (read service)
+    twofold relay                      # publish the log to TWOFOLD_BUS, one relay at a time
     twofold --version
 """
 
@@ -15,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
+from twofold.cli.relay import add_relay_command
 from twofold.cli.serve import add_serve_command
 from twofold.cli.worker import add_worker_command
 
@@ -29,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_serve_command(commands)
     add_worker_command(commands)
+    add_relay_command(commands)
     args = parser.parse_args(argv)
     status: int = args.run(args)
     return status

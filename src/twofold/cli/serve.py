@@ -14,6 +14,7 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from twofold.bootstrap import check_settings
 from twofold.errors import ConfigurationError
 from twofold.logs import log_config
 from twofold.settings import Settings
@@ -102,12 +103,13 @@ def serve(args: argparse.Namespace) -> int:
         if args.workers > 1 and args.port == 0:
             problems.append("--port 0 picks a port per process; give one port to share")
         if not problems:
+            check_settings(settings)  # the stores' and the bus's URLs, one line each
             resolve(load_target(spec), spec)  # fail here, once, rather than in each worker
             bind(args.host, args.port, reuse_port=False).close()  # the address is free
     except OSError as error:
         problems = [f"cannot listen on {args.host}:{args.port}: {error}"]
     except ConfigurationError as error:
-        problems = [str(error)]
+        problems = str(error).splitlines()
     if problems:
         for problem in problems:
             print(f"twofold serve: {problem}", file=sys.stderr)
@@ -147,10 +149,14 @@ def describe(settings: Settings, *, spec: str, host: str, port: int, workers: in
         auth = "off (no TWOFOLD_API_KEYS): listening on loopback only"
     else:
         auth = "OFF (no TWOFOLD_API_KEYS) on a public address (--allow-public)"
+    relay = ""
+    if settings.bus_urls:
+        where = "run in one worker process" if settings.relay == "run" else "off (twofold relay)"
+        relay = f"; relay to {', '.join(map(redact, settings.bus_urls))} {where}"
     return (
         f"twofold: serving {spec} on http://{shown}:{port} with {workers} worker{plural}; "
         f"events {redact(settings.event_store)}, views {redact(settings.read_store)}; "
-        f"projections {projections}; auth {auth}"
+        f"projections {projections}{relay}; auth {auth}"
     )
 
 

@@ -17,12 +17,18 @@ about that interval, from the last committed checkpoint. The API processes then 
 On a SQLite read store (one host) a worker contends for the same file lock as the
 ``twofold serve`` processes (``twofold.adapters.sqlite.coordination``): whichever process holds it
 runs every projection, and the others take over when it dies.
+
+With ``--source nats://...`` (or ``kafka://``, ``redis://``) the worker belongs to a read
+service in another process or host: it applies what a ``twofold relay`` published, from the
+broker, into ``TWOFOLD_READ_STORE`` (``TWOFOLD_EVENT_STORE`` is not used). Workers with the
+same ``--group`` share the messages through the broker's consumer groups (docs/relay.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import logging.config
@@ -33,13 +39,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from twofold.application.app import Service
-from twofold.bootstrap import bootstrap, check_shared_projections
+from twofold.bootstrap import bootstrap, bootstrap_bus_worker, check_shared_projections
 from twofold.cli import loop
-from twofold.errors import ConfigurationError
+from twofold.errors import ConfigurationError, TwofoldError
 from twofold.logs import log_config
 from twofold.settings import Settings
 
-__all__ = ["DEFAULT_SERVICE", "add_worker_command", "load_service", "run_worker", "worker"]
+__all__ = [
+    "DEFAULT_SERVICE",
+    "add_worker_command",
+    "load_service",
+    "run_bus_worker",
+    "run_worker",
+    "worker",
+]
 
 DEFAULT_SERVICE = "twofold.examples.shop:SERVICE"
 log = logging.getLogger("twofold.worker")
@@ -75,6 +88,18 @@ def add_worker_command(commands: Any) -> None:
         help="seconds between attempts to take a lease or lock another process holds (1.0)",
     )
     parser.add_argument(
+        "--source",
+        metavar="URL",
+        help="apply the events a relay published to this broker (nats://, kafka://, "
+        "redis://) instead of reading the event store",
+    )
+    parser.add_argument(
+        "--group",
+        help="with --source: the consumer group workers share the messages in (default: the "
+        "URL's group option, else the service's name); each projection reads as "
+        "<group>-<projection>",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     parser.set_defaults(run=worker)
@@ -106,6 +131,20 @@ def worker(args: argparse.Namespace) -> int:
         if args.retry_interval <= 0:
             raise ConfigurationError("--retry-interval must be above 0 seconds")
         service = load_service(spec)
+        if args.group is not None and args.source is None:
+            raise ConfigurationError("--group goes with --source (a broker's consumer group)")
+        if args.source is not None:
+            if args.projections:
+                raise ConfigurationError(
+                    "--projection cannot choose projections with --source: each worker runs "
+                    "every projection and the consumer groups share the messages"
+                )
+            loop.run(
+                run_bus_worker(
+                    service, settings, source=args.source, group=args.group, handle_signals=True
+                )
+            )
+            return 0
         loop.run(
             run_worker(
                 service,
@@ -118,6 +157,9 @@ def worker(args: argparse.Namespace) -> int:
     except ConfigurationError as error:
         print(f"twofold worker: {error}", file=sys.stderr)
         return 2
+    except TwofoldError as error:  # a bus worker's runner stopped (a gap, say)
+        print(f"twofold worker: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -155,3 +197,39 @@ async def run_worker(
         await stop.wait()
     finally:
         await app.close()
+
+
+async def run_bus_worker(
+    service: Service,
+    settings: Settings,
+    *,
+    source: str,
+    group: str | None = None,
+    stop: asyncio.Event | None = None,
+    handle_signals: bool = False,
+) -> None:
+    """Apply ``service``'s projections from the broker at ``source`` until ``stop``; a
+    runner that stops (a gap, a projection's failure policy) ends it with its error."""
+    stop = stop if stop is not None else asyncio.Event()
+    if handle_signals:
+        running = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            running.add_signal_handler(signum, stop.set)
+    bus_worker = await bootstrap_bus_worker(service, settings, source=source, group=group)
+    try:
+        await bus_worker.start()
+        log.info(
+            "worker pid %d applies projections from %s: %s",
+            os.getpid(),
+            source.split("?", 1)[0],
+            ", ".join(bus_worker.runners),
+        )
+        work = asyncio.create_task(bus_worker.run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, stopping):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task  # a runner's error (a gap, say) is raised here
+    finally:
+        await bus_worker.close()

@@ -9,6 +9,12 @@ process answers the same whichever of them runs the projections.
   has parked events (``parked``, with the last parking's error), or no process runs it
   (``unassigned``: TWOFOLD_PROJECTIONS=off everywhere, and no worker).
 - UP (200) otherwise.
+
+With ``TWOFOLD_BUS``, ``relays`` shows each destination's relay: its lag in events and
+seconds, its state (``running``, ``retrying``, ``waiting`` in a process that does not hold
+its lease) and, in the process that runs it, its breaker. A relay retrying (the broker
+away, the breaker open) or with parked messages makes the service DEGRADED, never DOWN:
+commands are still accepted, the log is the queue.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from twofold.application.runner import foreign_views
 from twofold.application.views import ProjectionStatus
 from twofold.errors import ForeignViewsError
 
-__all__ = ["Attended", "Health", "ProjectionHealth", "check_health"]
+__all__ = ["Attended", "Health", "ProjectionHealth", "RelayHealth", "check_health"]
 
 Attended = Callable[[str], Awaitable[bool]]
 """``attended(projection)``: whether some process runs the projection now."""
@@ -57,6 +63,20 @@ class ProjectionHealth(msgspec.Struct, frozen=True, kw_only=True):
     """Why it retries, stopped or refuses; with parked events, the last parking's error."""
 
 
+class RelayHealth(msgspec.Struct, frozen=True, kw_only=True):
+    destination: str
+    active: bool
+    """Whether the process that answered runs this relay (holds its lease)."""
+    state: str
+    checkpoint: int
+    lag_events: int
+    lag_seconds: float
+    parked: int
+    breaker: str | None
+    """closed, open or half_open where the relay runs; None in the other processes."""
+    error: str | None = None
+
+
 class Health(msgspec.Struct, frozen=True, kw_only=True):
     status: Level
     head_position: int
@@ -66,6 +86,7 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     process_id: int
     """The worker process that answered."""
     projections: list[ProjectionHealth]
+    relays: list[RelayHealth] = msgspec.field(default_factory=list)
 
 
 async def check_health(
@@ -127,8 +148,26 @@ async def check_health(
                 error=error,
             )
         )
+    relays: list[RelayHealth] = []
+    for report in await app.relay_status():
+        if report.state == "retrying" or report.breaker not in (None, "closed") or report.parked:
+            overall = _worst(overall, "DEGRADED")
+        relays.append(
+            RelayHealth(
+                destination=report.destination,
+                active=report.active,
+                state=report.state,
+                checkpoint=report.checkpoint,
+                lag_events=report.lag_events,
+                lag_seconds=report.lag_seconds,
+                parked=report.parked,
+                breaker=report.breaker,
+                error=report.last_error,
+            )
+        )
     return Health(
         status=overall,
+        relays=relays,
         head_position=head,
         lag_threshold_seconds=threshold,
         runs_projections=runs_projections,

@@ -6,7 +6,8 @@ TwofoldError
     ├── PublishError
     │   ├── BrokerUnavailableError  the broker did not answer; twofold retries
     │   └── MessageRefusedError     the broker refused this message for good; it parks
-    └── MessageGapError           a bus-fed runner met a gap it cannot explain; it stops
+    ├── MessageGapError           a bus-fed runner met a gap it cannot explain; it stops
+    └── RelayNotActiveError       a relay operation asked of a process that does not run it
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "MessageRefusedError",
     "PublishError",
     "RelayError",
+    "RelayNotActiveError",
 ]
 
 
@@ -85,4 +87,19 @@ class MessageGapError(RelayError):
             f"version {received}: events {expected}..{received - 1} are missing from the bus; "
             "it stopped rather than skip them. Check the relay's parked messages (retry or "
             "skip them), or the broker's retention, then start it again"
+        )
+
+
+class RelayNotActiveError(RelayError):
+    """Retrying or skipping parked messages was asked of a process whose relay to that
+    destination is not active (another process holds its lease, or none runs it)."""
+
+    def __init__(self, destination: str, active: list[str]) -> None:
+        self.destination = destination
+        self.active = active
+        where = ", ".join(active) or "none"
+        super().__init__(
+            f"this process does not run the relay to {destination!r} (it runs: {where}); ask "
+            "the process that holds its lease (twofold relay, or the twofold serve process "
+            "with TWOFOLD_RELAY=run), so that two relays never publish one destination"
         )
