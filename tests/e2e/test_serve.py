@@ -86,11 +86,27 @@ def test_worker_refuses_views_that_other_processes_cannot_share(tmp_path: Path) 
 
 
 def test_serve_refuses_a_bus_it_cannot_use_in_one_line(tmp_path: Path) -> None:
-    env = environment(TWOFOLD_BUS="nats://127.0.0.1:4222")
+    env = environment(TWOFOLD_BUS="amqp://127.0.0.1:5672")
     process = twofold("serve", cwd=tmp_path, env=env)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 2
     assert output.count("\n") == 1 and output.startswith("twofold serve: TWOFOLD_BUS")
+    assert "unknown scheme 'amqp'" in output and "nats://" in output
+    assert not list(tmp_path.iterdir()), "a refused start creates no store"
+
+
+def test_relay_refuses_to_start_without_a_bus_and_names_each_problem(tmp_path: Path) -> None:
+    process = twofold("relay", cwd=tmp_path, env=environment())
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert output.startswith("twofold relay: twofold relay needs TWOFOLD_BUS"), output
+    env = environment(TWOFOLD_BUS="nats://b:4222?colour=blue,amqp://b", TWOFOLD_RELAY="run")
+    process = twofold("relay", cwd=tmp_path, env=env)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2
+    lines = output.splitlines()
+    assert len(lines) == 2 and all(line.startswith("twofold relay: TWOFOLD_BUS") for line in lines)
+    assert "colour" in lines[0] and "amqp" in lines[1]
     assert not list(tmp_path.iterdir()), "a refused start creates no store"
 
 

@@ -1,4 +1,6 @@
-"""Fixtures: a broker process of the test's own, on a free port, stopped after the test."""
+"""Fixtures: a broker process of the test's own, on a free port, stopped after the test;
+and ``figures``, lines a test reports (the fault test's counts), printed in pytest's summary
+so that a normal run (no ``-s``) shows them."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.terminal import TerminalReporter
 
 from tests.integration.brokers.servers import (
     NatsServer,
@@ -34,3 +37,20 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def tansu_server(tmp_path: Path) -> Iterator[TansuServer]:
     with running(TansuServer(tmp_path, tansu_binary())) as server:
         yield server
+
+
+FIGURES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> list[str]:
+    """Append lines here; they are printed at the end of the run, passed or failed."""
+    return request.config.stash.setdefault(FIGURES, [])
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    lines = terminalreporter.config.stash.get(FIGURES, [])
+    if lines:
+        terminalreporter.section("broker figures")
+        for line in lines:
+            terminalreporter.write_line(line)

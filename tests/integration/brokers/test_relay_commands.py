@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -216,3 +217,45 @@ async def test_serve_running_the_relay_and_a_remote_worker_over_redis_streams(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     await shop_to_remote_worker(tmp_path, redis_server.url, relay_in_serve=True)
+
+
+async def health_until(
+    client: httpx.Client, check: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    """/health once ``check`` holds for it (polled with a deadline, as a monitor would)."""
+    found: dict[str, Any] = {}
+
+    async def holds() -> bool:
+        nonlocal found
+        found = (await asyncio.to_thread(client.get, "/health")).json()
+        return check(found)
+
+    await until(holds, f"{what} (last /health: {found})")
+    return found
+
+
+async def test_health_is_degraded_while_the_broker_is_down_and_commands_are_still_accepted(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    env = environment(TWOFOLD_BUS=nats_server.url, TWOFOLD_RELAY="run")
+    with serving([], cwd=tmp_path, env=env) as (url, _), httpx.Client(base_url=url) as client:
+        user(client)
+
+        def caught_up(health: dict[str, Any]) -> bool:
+            [relay] = health["relays"]
+            return health["status"] == "UP" and relay["lag_events"] == 0 and relay["active"]
+
+        await health_until(client, caught_up, "the relay catches up")
+        nats_server.stop(signal.SIGKILL)
+        product(client)  # the log is the queue: commands need no broker
+
+        def degraded(health: dict[str, Any]) -> bool:
+            [relay] = health["relays"]
+            return health["status"] == "DEGRADED" and relay["breaker"] == "open"
+
+        down = await health_until(client, degraded, "the breaker opens")
+        [relay] = down["relays"]
+        assert relay["state"] == "retrying" and relay["lag_events"] >= 1
+        assert relay["lag_seconds"] > 0 and relay["error"]
+        nats_server.start()
+        await health_until(client, caught_up, "the relay catches up after the outage")

@@ -131,6 +131,7 @@ async def run_faults(
     broker: BrokerProcess,
     source: BusSource,
     relay_url: str,
+    figures: list[str],
     *,
     planned_outages: int = OUTAGES,
 ) -> None:
@@ -191,11 +192,11 @@ async def run_faults(
             twice += len(versions) - len(set(versions))
             out_of_order += sum(1 for a, b in itertools.pairwise(versions) if b < a)
             assert view == await rebuilt.get("ledger_accounts", account)
-        figures = {"events": len(log), "kills": kills, "outages": outages, "lost": lost,
-                   "applied twice": twice, "out of order": out_of_order}  # fmt: skip
-        print(
-            f"\nrelay faults ({relay_url.split(':')[0]}): " + msgspec.json.encode(figures).decode()
-        )
+        counts = {"events": len(log), "kills": kills, "outages": outages, "lost": lost,
+                  "applied twice": twice, "out of order": out_of_order}  # fmt: skip
+        line = f"relay faults ({relay_url.split(':')[0]}): {msgspec.json.encode(counts).decode()}"
+        print(f"\n{line}")
+        figures.append(line)
         assert (lost, twice, out_of_order) == (0, 0, 0)
         assert (kills, outages) == (KILLS, planned_outages)
     finally:
@@ -205,23 +206,25 @@ async def run_faults(
 
 
 async def test_relay_to_nats_under_kills_and_outages(
-    tmp_path: Path, nats_server: NatsServer
+    tmp_path: Path, nats_server: NatsServer, figures: list[str]
 ) -> None:
     source = open_nats_source(f"{nats_server.url}?group=ledger&ack_wait=5")
-    await run_faults(tmp_path, nats_server, source, nats_server.url)
+    await run_faults(tmp_path, nats_server, source, nats_server.url, figures)
 
 
-async def test_relay_to_kafka_under_kills(tmp_path: Path, tansu_server: TansuServer) -> None:
+async def test_relay_to_kafka_under_kills(
+    tmp_path: Path, tansu_server: TansuServer, figures: list[str]
+) -> None:
     # Tansu keeps its topics in memory only: a restart would empty it, which no relay can
     # make up for, so the Kafka run kills the relay and leaves the broker up.
     url = f"{tansu_server.url}?idempotence=false&partitions=4"
     source = open_kafka_source(f"{url}&group=ledger")
-    await run_faults(tmp_path, tansu_server, source, url, planned_outages=0)
+    await run_faults(tmp_path, tansu_server, source, url, figures, planned_outages=0)
 
 
-async def test_relay_to_redis_under_kills_and_outages(tmp_path: Path) -> None:
+async def test_relay_to_redis_under_kills_and_outages(tmp_path: Path, figures: list[str]) -> None:
     # A Redis that keeps its streams across a restart (append-only file, synced each write).
     server = RedisServer(tmp_path, redis_binary(), durable=True)
     with running(server):
         source = open_redis_source(f"{server.url}?group=ledger&consumer=ledger-1")
-        await run_faults(tmp_path, server, source, server.url)
+        await run_faults(tmp_path, server, source, server.url, figures)
