@@ -27,6 +27,7 @@ from tests.unit.relay.ledger import Deposited, Ledger
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
 from twofold.adapters.sqlite.read_store import SQLiteReadStore
 from twofold.adapters.sqlite.relay_lease import relay_lock_path
+from twofold.application.ports import EventStore
 from twofold.application.relay.remote import BusProjectionRunner
 from twofold.bootstrap import bootstrap_bus_worker, open_publisher, open_source
 from twofold.codec import Codec
@@ -75,7 +76,7 @@ def holder(lock: Path) -> int | None:
     return int(text.split()[0]) if text.strip() else None
 
 
-async def write(events: SQLiteEventStore, codec: Codec, first: int, count: int) -> int:
+async def write(events: EventStore, codec: Codec, first: int, count: int) -> int:
     position = 0
     for n in range(first, first + count):
         account = f"acct-{n % ACCOUNTS}"
@@ -87,11 +88,29 @@ async def write(events: SQLiteEventStore, codec: Codec, first: int, count: int) 
 async def test_a_standby_relay_takes_over_when_the_active_one_is_killed(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
-    env = environment(TWOFOLD_EVENT_STORE="sqlite:///events.db", TWOFOLD_BUS=nats_server.url)
     destination = open_publisher(nats_server.url).destination
     lock = relay_lock_path(str(tmp_path / "events.db"), destination)
-    codec = Codec([Deposited])
     events = await SQLiteEventStore.open(tmp_path / "events.db")
+    try:
+        await standby_takes_over(
+            tmp_path, nats_server, "sqlite:///events.db", events, lambda: holder(lock)
+        )
+    finally:
+        await events.close()
+
+
+async def standby_takes_over(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    event_store_url: str,
+    events: EventStore,
+    lease_holder: Callable[[], int | None],
+) -> None:
+    """Two `twofold relay` processes; the one holding the lease (``lease_holder``: its pid)
+    is killed with SIGKILL mid-stream; the other takes over. At the consumer: every event
+    once, in order, and JetStream holds each once."""
+    env = environment(TWOFOLD_EVENT_STORE=event_store_url, TWOFOLD_BUS=nats_server.url)
+    codec = Codec([Deposited])
     views = await SQLiteReadStore.open(tmp_path / "views.db")
     source = open_source(nats_server.url, group="ledger")
     worker = BusProjectionRunner(
@@ -105,10 +124,10 @@ async def test_a_standby_relay_takes_over_when_the_active_one_is_killed(
             pids = {p.pid: p for p in relays}
 
             async def held() -> bool:
-                return holder(lock) in pids
+                return lease_holder() in pids
 
             await until(held, "a relay holds the lease")
-            first = holder(lock)
+            first = lease_holder()
             assert first is not None
             position = await write(events, codec, 0, 300)
             await worker.positions.wait([worker.name], position // 2, DEADLINE)
@@ -116,12 +135,12 @@ async def test_a_standby_relay_takes_over_when_the_active_one_is_killed(
             pids[first].wait()
 
             async def taken_over() -> bool:
-                return holder(lock) not in (None, first)
+                return lease_holder() not in (None, first)
 
             await until(taken_over, "the standby relay takes the lease")
             position = await write(events, codec, 300, 300)
             await worker.positions.wait([worker.name], position, DEADLINE)
-            standby = pids[holder(lock) or 0]
+            standby = pids[lease_holder() or 0]
             assert standby.poll() is None
     finally:
         worker_task.cancel()
@@ -145,7 +164,6 @@ async def test_a_standby_relay_takes_over_when_the_active_one_is_killed(
         assert worker.duplicates == 0
     finally:
         await views.close()
-        await events.close()
 
 
 async def remote_views_reach(path: Path, position: int) -> None:
@@ -243,7 +261,7 @@ async def test_health_is_degraded_while_the_broker_is_down_and_commands_are_stil
 
         def caught_up(health: dict[str, Any]) -> bool:
             [relay] = health["relays"]
-            return health["status"] == "UP" and relay["lag_events"] == 0 and relay["active"]
+            return bool(health["status"] == "UP" and relay["lag_events"] == 0 and relay["active"])
 
         await health_until(client, caught_up, "the relay catches up")
         nats_server.stop(signal.SIGKILL)
@@ -251,7 +269,7 @@ async def test_health_is_degraded_while_the_broker_is_down_and_commands_are_stil
 
         def degraded(health: dict[str, Any]) -> bool:
             [relay] = health["relays"]
-            return health["status"] == "DEGRADED" and relay["breaker"] == "open"
+            return bool(health["status"] == "DEGRADED" and relay["breaker"] == "open")
 
         down = await health_until(client, degraded, "the breaker opens")
         [relay] = down["relays"]
