@@ -27,6 +27,7 @@ from twofold.application.app import App, Service
 from twofold.application.commands import CommandBus
 from twofold.application.coordination import Coordination, InProcess
 from twofold.application.inline import InlineRunner
+from twofold.application.metrics import Metrics
 from twofold.application.middleware import default_middleware
 from twofold.application.ports import EventStore, IdempotencyStore
 from twofold.application.positions import PositionTracker
@@ -42,6 +43,7 @@ from twofold.application.relay.store import RelayStore
 from twofold.application.relay.worker import BusWorker
 from twofold.application.repository import Repository
 from twofold.application.runner import ProjectionRunner
+from twofold.application.tracing import NoTracer, Tracer
 from twofold.application.views import ReadStore
 from twofold.codec import Codec
 from twofold.errors import ConfigurationError
@@ -357,13 +359,35 @@ async def open_read_store(url: str) -> ReadStore:
     return await opener(url)
 
 
+def open_metrics() -> Metrics:
+    """Prometheus metrics: this process's own, or with ``PROMETHEUS_MULTIPROC_DIR`` set
+    (``twofold serve --workers N`` sets it), every worker's added up."""
+    from twofold.adapters.prometheus import PrometheusMetrics
+
+    return PrometheusMetrics()
+
+
+def open_tracer() -> Tracer:
+    """OpenTelemetry's tracer when the ``otel`` extra is installed; otherwise none."""
+    try:
+        from twofold.adapters.otel import OpenTelemetryTracer
+    except ImportError:
+        return NoTracer()
+    return OpenTelemetryTracer()
+
+
 async def bootstrap(
-    service: Service, settings: Settings | None = None, *, retry_interval: float = 1.0
+    service: Service,
+    settings: Settings | None = None,
+    *,
+    retry_interval: float = 1.0,
+    tracer: Tracer | None = None,
 ) -> App:
     """Build the App for ``service`` from ``settings`` (default: the environment).
 
     ``retry_interval``: seconds between a waiting process's attempts to take over the
-    projections (a lock or lease another process holds).
+    projections (a lock or lease another process holds). ``tracer``: where spans go
+    (default: OpenTelemetry's global tracer provider, when the ``otel`` extra is installed).
     """
     settings = settings if settings is not None else Settings.from_env()
     check_settings(settings)
@@ -371,6 +395,8 @@ async def bootstrap(
         raise ConfigurationError(
             f"the retry interval must be above 0 seconds, not {retry_interval}"
         )
+    metrics = open_metrics()
+    tracer = tracer if tracer is not None else open_tracer()
     codec = Codec(service.events)
     if service.configure_codec is not None:
         service.configure_codec(codec)
@@ -425,6 +451,8 @@ async def bootstrap(
         run_projections=settings.projections == "run",
         coordination=_coordination(settings, read_store, retry_interval),
         settings=settings,
+        metrics=metrics,
+        tracer=tracer,
     )
     app.on_close(event_store.close)
     app.on_close(read_store.close)

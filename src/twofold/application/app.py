@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from twofold.application.commands import CommandBus, CommandResult
 from twofold.application.coordination import Coordination, InProcess
+from twofold.application.metrics import Metrics, NoMetrics
 from twofold.application.ports import EventStore, IdempotencyStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import Projection
@@ -24,6 +25,7 @@ from twofold.application.relay.host import RelayHost, RelayReport
 from twofold.application.relay.store import ParkedMessage
 from twofold.application.repository import Repository
 from twofold.application.runner import ProjectionRunner
+from twofold.application.tracing import NoTracer, Tracer
 from twofold.application.views import DeadLetter, ReadStore
 from twofold.codec import Codec
 from twofold.domain.messages import Command, Event, Metadata, Query
@@ -75,6 +77,8 @@ class App:
         run_projections: bool = True,
         coordination: Coordination | None = None,
         settings: Settings | None = None,
+        metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.service = service
         self.codec = codec
@@ -89,6 +93,11 @@ class App:
         self.coordination: Coordination = coordination if coordination is not None else InProcess()
         self.settings = settings if settings is not None else Settings()
         """What the app was built from (bootstrap's settings)."""
+        self.metrics: Metrics = metrics if metrics is not None else NoMetrics()
+        """Where the service's figures are recorded (``twofold.application.metrics``);
+        ``GET /metrics`` shows them."""
+        self.tracer: Tracer = tracer if tracer is not None else NoTracer()
+        """Spans of commands, appends, queries and projections (``application.tracing``)."""
         self._closers: list[Callable[[], Any]] = []
         self.relays: RelayHost | None = None
         """The relays to ``TWOFOLD_BUS``'s destinations (bootstrap sets it), or None."""

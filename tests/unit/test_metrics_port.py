@@ -1,0 +1,134 @@
+"""The Metrics port: declaring instruments, recording, and reading them back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from twofold.adapters.prometheus import PrometheusMetrics
+from twofold.application.metrics import Metrics, NoMetrics, Scrape
+from twofold.errors import ConfigurationError
+
+
+def parsed(text: bytes) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Sample name -> labels -> value."""
+    found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+async def test_recorded_values_render_in_the_prometheus_text_format() -> None:
+    metrics = PrometheusMetrics()
+    handled = metrics.counter("twofold_things_total", "Things.", labels=("kind",))
+    handled.labels("a").inc()
+    handled.labels("a").inc(2)
+    handled.labels("b").inc()
+    metrics.histogram("twofold_thing_seconds", "Durations.").labels().observe(0.003)
+    metrics.gauge("twofold_level", "A level.", aggregate="max").labels().set(7)
+
+    samples = parsed(await metrics.render())
+
+    assert samples["twofold_things_total"] == {(("kind", "a"),): 3.0, (("kind", "b"),): 1.0}
+    assert samples["twofold_thing_seconds_count"] == {(): 1.0}
+    assert samples["twofold_thing_seconds_sum"] == {(): pytest.approx(0.003)}
+    assert samples["twofold_thing_seconds_bucket"][(("le", "0.0025"),)] == 0.0
+    assert samples["twofold_thing_seconds_bucket"][(("le", "0.005"),)] == 1.0
+    assert samples["twofold_level"] == {(): 7.0}
+    assert not any(name.endswith("_created") for name in samples)
+
+
+async def test_scrape_callbacks_report_gauges_at_each_read() -> None:
+    metrics = PrometheusMetrics()
+    reads = 0
+
+    async def report(scrape: Scrape) -> None:
+        nonlocal reads
+        reads += 1
+        scrape.gauge("twofold_lag_events", "Lag.", reads * 10, {"projection": "orders"})
+        scrape.gauge("twofold_lag_events", "Lag.", 1, {"projection": "users"})
+
+    metrics.on_scrape(report)
+    first = parsed(await metrics.render())
+    second = await metrics.snapshot()
+
+    assert first["twofold_lag_events"] == {
+        (("projection", "orders"),): 10.0,
+        (("projection", "users"),): 1.0,
+    }
+    [lag] = [family for family in second if family.name == "twofold_lag_events"]
+    assert lag.kind == "gauge"
+    assert {s.labels["projection"]: s.value for s in lag.samples} == {"orders": 20.0, "users": 1.0}
+
+
+async def test_snapshot_gives_the_families_as_data() -> None:
+    metrics = PrometheusMetrics()
+    metrics.counter("twofold_things_total", "Things.", labels=("kind",)).labels("a").inc(4)
+
+    [family] = [f for f in await metrics.snapshot() if f.name == "twofold_things"]
+
+    assert family.kind == "counter"
+    assert family.documentation == "Things."
+    assert [(s.name, dict(s.labels), s.value) for s in family.samples] == [
+        ("twofold_things_total", {"kind": "a"}, 4.0)
+    ]
+
+
+def test_declaring_again_returns_the_same_instrument() -> None:
+    metrics = PrometheusMetrics()
+    first = metrics.counter("twofold_things_total", "Things.", labels=("kind",))
+    assert metrics.counter("twofold_things_total", "Things.", labels=("kind",)) is first
+
+
+@pytest.mark.parametrize(
+    ("declare", "message"),
+    [
+        (lambda m: m.counter("twofold_things", "x"), "must end in _total"),
+        (lambda m: m.gauge("twofold_things_total", "x"), "only counters do"),
+        (lambda m: m.histogram("9lives_seconds", "x"), "letters, digits"),
+        (lambda m: m.counter("twofold_a_total", "x", labels="kind"), "not the text"),
+        (lambda m: m.counter("twofold_a_total", "x", labels=("k", "k")), "distinct names"),
+        (lambda m: m.gauge("twofold_a", "x", aggregate="avg"), "must be one of"),
+        (lambda m: m.histogram("twofold_a_seconds", "x", buckets=(2, 1)), "increasing order"),
+    ],
+)
+def test_bad_declarations_are_refused_with_what_to_do(
+    declare: Callable[[Metrics], object], message: str
+) -> None:
+    for metrics in (PrometheusMetrics(), NoMetrics()):
+        with pytest.raises(ConfigurationError, match=message):
+            declare(metrics)
+
+
+def test_a_name_taken_by_another_kind_or_labels_is_refused() -> None:
+    metrics = PrometheusMetrics()
+    metrics.counter("twofold_things_total", "Things.", labels=("kind",))
+    with pytest.raises(ConfigurationError, match="declared already as a counter"):
+        metrics.counter("twofold_things_total", "Things.", labels=("other",))
+
+
+def test_wrong_number_of_label_values_is_refused() -> None:
+    metrics = PrometheusMetrics()
+    handled = metrics.counter("twofold_things_total", "Things.", labels=("kind",))
+    with pytest.raises(ConfigurationError, match="takes 1 label values, got 2"):
+        handled.labels("a", "b")
+
+
+async def test_two_instances_keep_their_figures_apart() -> None:
+    one, other = PrometheusMetrics(), PrometheusMetrics()
+    one.counter("twofold_things_total", "Things.").labels().inc()
+    other.counter("twofold_things_total", "Things.")
+    assert parsed(await one.render())["twofold_things_total"] == {(): 1.0}
+    assert parsed(await other.render())["twofold_things_total"] == {(): 0.0}
+
+
+async def test_no_metrics_records_and_shows_nothing() -> None:
+    metrics = NoMetrics()
+    metrics.counter("twofold_things_total", "Things.").labels().inc()
+    metrics.gauge("twofold_level", "Level.").labels().set(3)
+    metrics.histogram("twofold_thing_seconds", "Durations.").labels().observe(1)
+    assert await metrics.render() == b""
+    assert await metrics.snapshot() == []
