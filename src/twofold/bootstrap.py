@@ -461,11 +461,12 @@ async def bootstrap(
         app.on_close(close_idempotency)
     if settings.bus_urls:
         try:
-            app.relays = await _relay_host(settings, event_store, retry_interval)
+            app.relays = await _relay_host(settings, event_store, retry_interval, metrics)
         except BaseException:
             await app.close()
             raise
         app.run_relay = settings.relay == "run"
+        metrics.on_scrape(app.relays.report_metrics)
     if inline:
         try:
             await _attach_inline(app, settings, [r for r in runners if r.name in inline])
@@ -476,7 +477,10 @@ async def bootstrap(
 
 
 async def _relay_host(
-    settings: Settings, event_store: EventStore, retry_interval: float
+    settings: Settings,
+    event_store: EventStore,
+    retry_interval: float,
+    metrics: Metrics | None = None,
 ) -> RelayHost:
     """A RelayHost over ``event_store`` for every ``TWOFOLD_BUS`` destination (not started);
     it closes its relay store when it closes."""
@@ -490,7 +494,7 @@ async def _relay_host(
         name = open_publisher(bus_url).destination
 
         def make_relay(bus_url: str = bus_url) -> Relay:
-            return Relay(event_store, open_publisher(bus_url), store)
+            return Relay(event_store, open_publisher(bus_url), store, metrics=metrics)
 
         lease = backend.relay_lease(url, name, retry_interval)
         destinations.append(RelayDestination(name, make_relay, lease))
@@ -501,9 +505,12 @@ async def _relay_host(
     return host
 
 
-async def bootstrap_relay(settings: Settings, *, retry_interval: float = 1.0) -> RelayHost:
+async def bootstrap_relay(
+    settings: Settings, *, retry_interval: float = 1.0, metrics: Metrics | None = None
+) -> RelayHost:
     """What ``twofold relay`` runs: the relays of every ``TWOFOLD_BUS`` destination over
-    the event store the settings name (not started; ``close`` closes the stores)."""
+    the event store the settings name (not started; ``close`` closes the stores).
+    ``metrics``: where the relays record (they report their gauges to it at each read)."""
     check_settings(settings)
     if not settings.bus_urls:
         raise ConfigurationError(
@@ -522,7 +529,7 @@ async def bootstrap_relay(settings: Settings, *, retry_interval: float = 1.0) ->
         )
     event_store, idempotency = await open_event_store(settings.event_store)
     try:
-        host = await _relay_host(settings, event_store, retry_interval)
+        host = await _relay_host(settings, event_store, retry_interval, metrics)
     except BaseException:
         await event_store.close()
         raise
@@ -530,6 +537,8 @@ async def bootstrap_relay(settings: Settings, *, retry_interval: float = 1.0) ->
     if close_idempotency is not None:
         host.on_close(close_idempotency)
     host.on_close(event_store.close)
+    if metrics is not None:
+        metrics.on_scrape(host.report_metrics)
     return host
 
 

@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.unit.relay.fakes import FakePublisher
+from tests.unit.test_metrics_port import parsed
 from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.memory.relay_store import MemoryRelayStore
+from twofold.adapters.prometheus import PrometheusMetrics
 from twofold.adapters.sqlite.relay_lease import FileRelayLease
 from twofold.application.failure import Backoff, CircuitBreaker
+from twofold.application.metrics import Metrics
 from twofold.application.relay.core import Relay
 from twofold.application.relay.errors import RelayNotActiveError
 from twofold.application.relay.host import RelayDestination, RelayHost
@@ -30,12 +33,14 @@ def host_of(
     publisher: FakePublisher,
     store: MemoryRelayStore,
     lease: RelayLease,
+    metrics: Metrics | None = None,
 ) -> RelayHost:
     def make() -> Relay:
         return Relay(
             events,
             publisher,
             store,
+            metrics=metrics,
             backoff=Backoff(initial=0.001, maximum=0.01),
             breaker=CircuitBreaker(
                 failure_threshold=2, backoff=Backoff(initial=0.001, maximum=0.01)
@@ -167,3 +172,36 @@ def test_check_settings_accepts_each_broker_with_its_options() -> None:
             "redis://r:6379?split=category"
         )
     )
+
+
+async def test_the_relay_records_sent_acked_failed_lag_and_breaker_in_the_metrics() -> None:
+    events, store, publisher = InMemoryEventStore(), MemoryRelayStore(), FakePublisher()
+    publisher.refuse = lambda message: message.record.stream_id == "big"
+    metrics = PrometheusMetrics()
+    host = host_of(events, publisher, store, InProcessLease(), metrics)
+    metrics.on_scrape(host.report_metrics)
+    await write(events, 1, "big")
+    position = await write(events, 3, "small")
+    await host.start()
+    try:
+        await asyncio.wait_for(host.wait_active(publisher.destination), DEADLINE)
+        await relayed(host, position)
+        publisher.down = True
+        more = await write(events, 1, "small")
+        async with asyncio.timeout(DEADLINE):
+            while (await host.reports())[0].state != "retrying":
+                await asyncio.sleep(0.005)  # polled with a deadline, as /health is
+        samples = parsed(await metrics.render())
+    finally:
+        await host.close()
+    at = (("destination", publisher.destination),)
+    assert samples["twofold_relay_sent_messages_total"][at] >= 5
+    assert samples["twofold_relay_acked_messages_total"][at] == 3
+    refused = (*at, ("reason", "refused"))
+    unavailable = (*at, ("reason", "unavailable"))
+    assert samples["twofold_relay_failed_messages_total"][tuple(sorted(refused))] == 1
+    assert samples["twofold_relay_failed_messages_total"][tuple(sorted(unavailable))] >= 1
+    assert samples["twofold_relay_lag_events"][at] == more - position
+    assert samples["twofold_relay_parked_messages"][at] == 1
+    assert samples["twofold_relay_active"][at] == 1
+    assert samples["twofold_relay_breaker_open"][at] in (0.0, 1.0)

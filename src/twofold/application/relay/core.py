@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from twofold.application.failure import Backoff, BreakerStatus, CircuitBreaker
+from twofold.application.metrics import Metrics, NoMetrics
 from twofold.application.ports import EventStore
 from twofold.application.relay.errors import (
     BrokerUnavailableError,
@@ -117,6 +118,7 @@ class Relay:
         breaker: CircuitBreaker | None = None,
         checkpoint_interval: float = 0.2,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("the relay's window must be 1 or more")
@@ -152,6 +154,25 @@ class Relay:
         self._running = False
         self._lock = asyncio.Lock()
         self._reached: list[tuple[int, asyncio.Future[None]]] = []
+        metrics = metrics if metrics is not None else NoMetrics()
+        destination = (self.destination,)
+        self._sent = metrics.counter(
+            "twofold_relay_sent_messages_total",
+            "Messages the relay handed to the broker (again after a failure: counted again).",
+            labels=("destination",),
+        ).labels(*destination)
+        self._acked = metrics.counter(
+            "twofold_relay_acked_messages_total",
+            "Messages the broker acknowledged.",
+            labels=("destination",),
+        ).labels(*destination)
+        failed = metrics.counter(
+            "twofold_relay_failed_messages_total",
+            "Messages not acknowledged: unavailable (published again later) or refused (parked).",
+            labels=("destination", "reason"),
+        )
+        self._unavailable = failed.labels(self.destination, "unavailable")
+        self._refused = failed.labels(self.destination, "refused")
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -282,6 +303,7 @@ class Relay:
                         task = asyncio.create_task(self.publisher.publish_many(messages))
                         tasks[task] = batch
                         in_flight += len(batch)
+                        self._sent.inc(len(batch))
                         task.add_done_callback(on_done)
                     self._in_flight = in_flight
                 if finished:
@@ -334,6 +356,7 @@ class Relay:
             if outcome is not None:
                 raise outcome
         except MessageRefusedError as refused:
+            self._refused.inc()
             record = slot.record
             log.warning(
                 "relay to %s parks stream %s at position %d: %s",
@@ -353,14 +376,17 @@ class Relay:
             slot.done = True
             return None
         except PublishError as failed:
+            self._unavailable.inc()
             return failed
         except Exception as unexpected:  # an adapter's bug must not lose events: retry
+            self._unavailable.inc()
             log.exception("publisher to %s failed unexpectedly", self.destination)
             return BrokerUnavailableError(
                 self.destination, f"{type(unexpected).__name__}: {unexpected}"
             )
         slot.done = True
         self.published += 1
+        self._acked.inc()
         self.breaker.success()
         self.last_error = None
         return None

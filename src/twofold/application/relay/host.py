@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from twofold.application.metrics import Scrape
 from twofold.application.ports import EventStore
 from twofold.application.relay.core import Relay
 from twofold.application.relay.errors import RelayNotActiveError
@@ -37,6 +38,12 @@ from twofold.application.relay.store import ParkedMessage, RelayStore
 __all__ = ["RelayDestination", "RelayHost", "RelayReport"]
 
 log = logging.getLogger("twofold.relay")
+
+_LAG_EVENTS = "Events in the log after the relay's checkpoint."
+_LAG_SECONDS = "Age of the oldest event the broker has not acknowledged; 0 when caught up."
+_PARKED = "Messages the broker refused for good, with the later events of their streams."
+_ACTIVE = "1 in the process that relays to the destination (holds its lease)."
+_BREAKER = "1 while the relay's circuit breaker is open (the broker is away)."
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -172,6 +179,19 @@ class RelayHost:
             await asyncio.sleep(self.retry_interval)
 
     # -- reports --------------------------------------------------------------------------
+
+    async def report_metrics(self, scrape: Scrape) -> None:
+        """Scrape-time gauges (``Metrics.on_scrape``): each destination's lag, parked
+        messages, whether this process relays to it, and its breaker where it does."""
+        for report in await self.reports():
+            labels = {"destination": report.destination}
+            scrape.gauge("twofold_relay_lag_events", _LAG_EVENTS, report.lag_events, labels)
+            scrape.gauge("twofold_relay_lag_seconds", _LAG_SECONDS, report.lag_seconds, labels)
+            scrape.gauge("twofold_relay_parked_messages", _PARKED, report.parked, labels)
+            scrape.gauge("twofold_relay_active", _ACTIVE, float(report.active), labels)
+            if report.breaker is not None:
+                open_ = 1.0 if report.breaker == "open" else 0.0
+                scrape.gauge("twofold_relay_breaker_open", _BREAKER, open_, labels)
 
     async def reports(self) -> list[RelayReport]:
         """Every destination's relay: this process's status, or the stored checkpoint."""
