@@ -189,7 +189,7 @@ async def test_the_relay_records_sent_acked_failed_lag_and_breaker_in_the_metric
         publisher.down = True
         more = await write(events, 1, "small")
         async with asyncio.timeout(DEADLINE):
-            while (await host.reports())[0].state != "retrying":
+            while (await host.reports())[0].state != "retrying":  # noqa: ASYNC110
                 await asyncio.sleep(0.005)  # polled with a deadline, as /health is
         samples = parsed(await metrics.render())
     finally:
