@@ -13,7 +13,8 @@ Each destination's states, as ``RelayReport.state`` shows them::
        ▲                                 │
        └──────── lease lost / failed ────┘
 
-Processes that wait report ``waiting`` with the checkpoint the active relay stored, so
+Processes that wait report ``waiting``, and those that run no relay (serve with
+``TWOFOLD_RELAY=off``) ``elsewhere``, with the checkpoint the active relay stored, so
 ``/health`` shows the lag in every process; only the active one knows its breaker.
 """
 
@@ -63,7 +64,9 @@ class RelayReport:
     active: bool
     """Whether this process holds the lease and publishes."""
     state: str
-    """waiting (another process holds the lease, or none yet), starting, running, retrying."""
+    """running, retrying (the broker away), starting; waiting (this process contends for
+    the lease another one holds); elsewhere (this process runs no relay: ``twofold relay``
+    or a ``twofold serve`` with TWOFOLD_RELAY=run does)."""
     checkpoint: int
     head: int
     lag_events: int
@@ -101,6 +104,7 @@ class RelayHost:
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._closers: list[Callable[[], Any]] = []
+        self._contending = False
 
     def on_close(self, closer: Callable[[], Any]) -> None:
         """Call ``closer`` (sync or async) after the relays stopped, last registered first."""
@@ -110,6 +114,7 @@ class RelayHost:
 
     async def start(self) -> None:
         """Contend for every destination's lease; relay those held, in the background."""
+        self._contending = True
         for destination in self.destinations.values():
             await self.store.prepare(destination.destination)
             task = asyncio.create_task(
@@ -125,6 +130,7 @@ class RelayHost:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._contending = False
         for closer in reversed(self._closers):
             outcome = closer()
             if asyncio.iscoroutine(outcome):
@@ -144,6 +150,7 @@ class RelayHost:
     async def _run_leased(self, destination: RelayDestination) -> None:
         name = destination.destination
         while True:
+            log.info("process %d takes or waits for the lease on %s", os.getpid(), name)
             await destination.lease.acquire()
             relay = destination.make_relay()
             try:
@@ -227,7 +234,7 @@ class RelayHost:
                 RelayReport(
                     destination=name,
                     active=False,
-                    state="waiting",
+                    state="waiting" if self._contending else "elsewhere",
                     checkpoint=checkpoint.position,
                     head=head,
                     lag_events=max(0, head - checkpoint.position),
