@@ -1,8 +1,8 @@
 """Proved under faults: SIGKILL the relay and stop the broker while events are written.
 
-A writer appends deposits to many accounts; a relay process publishes them to a broker of
-the test's own; a worker (BusProjectionRunner) applies them from the broker into its own
-SQLite views. Meanwhile the relay is killed with SIGKILL and restarted several times, and
+A writer appends deposits to many accounts; a `twofold relay` process publishes them to a
+broker of the test's own; a worker (BusProjectionRunner) applies them from the broker into
+its own SQLite views. Meanwhile the relay is killed with SIGKILL and restarted several times, and
 the broker is stopped and started again. At the end, every event is applied exactly once,
 each account's versions in order, and the views equal a rebuild from the event store.
 
@@ -55,20 +55,23 @@ pytestmark = pytest.mark.slow
 
 
 class RelayProcess:
+    """`twofold relay`, as a user runs it, relaying the SQLite event store to ``url``."""
+
     def __init__(self, events_db: Path, url: str, log: Path) -> None:
-        self.args = [sys.executable, "-m", "tests.integration.brokers.relay_process",
-                     str(events_db), url]  # fmt: skip
+        self.args = [sys.executable, "-m", "twofold.cli.main", "relay", "--retry-interval", "0.1"]
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("TWOFOLD_")},
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            "TWOFOLD_EVENT_STORE": f"sqlite:///{events_db}",
+            "TWOFOLD_BUS": url,
+        }
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        }
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+                self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO
             )
 
     def kill(self) -> None:
