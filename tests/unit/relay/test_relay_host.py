@@ -205,3 +205,51 @@ async def test_the_relay_records_sent_acked_failed_lag_and_breaker_in_the_metric
     assert samples["twofold_relay_parked_messages"][at] == 1
     assert samples["twofold_relay_active"][at] == 1
     assert samples["twofold_relay_breaker_open"][at] in (0.0, 1.0)
+
+
+class OtherPublisher(FakePublisher):
+    destination = "fake://other/twofold"
+
+
+async def test_each_destination_has_its_own_relay_and_checkpoint() -> None:
+    events, store = InMemoryEventStore(), MemoryRelayStore()
+    first, second = FakePublisher(), OtherPublisher()
+    second.down = True  # one broker away holds up nothing at the other
+    destinations = [
+        RelayDestination(
+            publisher.destination,
+            lambda publisher=publisher: Relay(  # type: ignore[misc]
+                events,
+                publisher,
+                store,
+                backoff=Backoff(initial=0.001, maximum=0.01),
+                breaker=CircuitBreaker(
+                    failure_threshold=2, backoff=Backoff(initial=0.001, maximum=0.01)
+                ),
+            ),
+            InProcessLease(),
+        )
+        for publisher in (first, second)
+    ]
+    host = RelayHost(destinations, event_store=events, store=store, retry_interval=0.01)
+    position = await write(events, 4)
+    await host.start()
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while True:
+                reports = {r.destination: r for r in await host.reports()}
+                if reports[first.destination].checkpoint == position and (
+                    reports[second.destination].state == "retrying"
+                ):
+                    break
+                await asyncio.sleep(0.005)
+        assert reports[second.destination].checkpoint == 0
+        assert reports[second.destination].lag_events == position
+        assert host.active() == sorted([first.destination, second.destination])
+        second.down = False
+        async with asyncio.timeout(DEADLINE):
+            while (await store.checkpoint(second.destination)).position < position:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        assert [m.record.position for m in second.held] == list(range(1, position + 1))
+    finally:
+        await host.close()

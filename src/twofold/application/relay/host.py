@@ -152,8 +152,9 @@ class RelayHost:
         while True:
             log.info("process %d takes or waits for the lease on %s", os.getpid(), name)
             await destination.lease.acquire()
-            relay = destination.make_relay()
+            relay: Relay | None = None
             try:
+                relay = destination.make_relay()
                 await relay.start()
                 log.info("process %d relays to %s", os.getpid(), name)
                 self._active[name] = relay
@@ -180,8 +181,9 @@ class RelayHost:
                 log.exception("relay to %s failed", name)
             finally:
                 self._active.pop(name, None)
-                with contextlib.suppress(Exception):
-                    await relay.close()
+                if relay is not None:
+                    with contextlib.suppress(Exception):
+                        await relay.close()
                 await destination.lease.release()
             await asyncio.sleep(self.retry_interval)
 
