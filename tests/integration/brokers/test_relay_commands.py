@@ -22,7 +22,7 @@ import nats
 
 from tests.e2e.processes import environment, serving, twofold
 from tests.e2e.shop_client import ok, order, product, user
-from tests.integration.brokers.servers import NatsServer, RedisServer
+from tests.integration.brokers.servers import NatsServer, RedisServer, TansuServer
 from tests.unit.relay.ledger import Deposited, Ledger
 from twofold.adapters.sqlite.event_store import SQLiteEventStore
 from twofold.adapters.sqlite.read_store import SQLiteReadStore
@@ -277,3 +277,48 @@ async def test_health_is_degraded_while_the_broker_is_down_and_commands_are_stil
         assert relay["lag_seconds"] > 0 and relay["error"]
         nats_server.start()
         await health_until(client, caught_up, "the relay catches up after the outage")
+
+
+async def test_a_kafka_worker_of_the_group_goes_on_where_a_killed_one_stopped(
+    tmp_path: Path, tansu_server: TansuServer
+) -> None:
+    """`twofold worker --source kafka://…` applies the shop from the broker; it is killed
+    with SIGKILL; another worker of the same group goes on from the offsets the first one
+    committed, and the read service answers exactly as the write service does.
+
+    One partition: the shop's projections look up other streams' views (an order shows
+    its customer's name), so they need the log's order across streams, which a topic keeps
+    only within a partition (docs/relay.md, "Sharing the work")."""
+    bus = f"{tansu_server.url}?idempotence=false&partitions=1"
+    write_env = environment(TWOFOLD_BUS=bus, TWOFOLD_RELAY="run")
+    read_env = environment(TWOFOLD_READ_STORE="sqlite:///remote-views.db")
+    worker = ["worker", "--source", bus, "--group", "reads"]
+    with processes() as workers, serving([], cwd=tmp_path, env=write_env) as (url, _):
+        workers.append(twofold(*worker, cwd=tmp_path, env=read_env))
+        with httpx.Client(base_url=url) as client:
+            user(client)
+            product(client)
+            position = 0
+            for n in range(10):
+                position = order(client, order_id=f"o{n}")["position"]
+            await remote_views_reach(tmp_path / "remote-views.db", position)
+            workers[0].send_signal(signal.SIGKILL)
+            workers[0].wait()
+            workers.append(twofold(*worker, cwd=tmp_path, env=read_env))
+            for n in range(10, 30):
+                position = order(client, order_id=f"o{n}")["position"]
+            await remote_views_reach(tmp_path / "remote-views.db", position)
+            settings = Settings(read_store=f"sqlite:///{tmp_path / 'remote-views.db'}")
+            remote = await bootstrap_bus_worker(SERVICE, settings, source=bus)
+            try:
+                await remote.start()
+                for n in range(30):
+                    route = f"/api/orders/o{n}"
+                    answer = await remote.queries.ask_json(
+                        GetOrder(order_id=f"o{n}"), min_position=position, timeout=DEADLINE
+                    )
+                    served = await asyncio.to_thread(client.get, route)
+                    assert answer is not None and json.loads(answer) == ok(served)
+            finally:
+                await remote.close()
+        assert workers[1].poll() is None, workers[1].stdout.read() if workers[1].stdout else ""
