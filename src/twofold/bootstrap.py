@@ -489,18 +489,22 @@ async def _relay_host(
     if backend.relay_store is None or backend.relay_lease is None:
         raise ConfigurationError(f"TWOFOLD_EVENT_STORE {url!r} cannot be relayed")
     store = await backend.relay_store(url, event_store)
-    destinations: list[RelayDestination] = []
-    for bus_url in settings.bus_urls:
-        name = open_publisher(bus_url).destination
+    try:
+        destinations: list[RelayDestination] = []
+        for bus_url in settings.bus_urls:
+            name = open_publisher(bus_url).destination
 
-        def make_relay(bus_url: str = bus_url) -> Relay:
-            return Relay(event_store, open_publisher(bus_url), store, metrics=metrics)
+            def make_relay(bus_url: str = bus_url) -> Relay:
+                return Relay(event_store, open_publisher(bus_url), store, metrics=metrics)
 
-        lease = backend.relay_lease(url, name, retry_interval)
-        destinations.append(RelayDestination(name, make_relay, lease))
-    host = RelayHost(
-        destinations, event_store=event_store, store=store, retry_interval=retry_interval
-    )
+            lease = backend.relay_lease(url, name, retry_interval)
+            destinations.append(RelayDestination(name, make_relay, lease))
+        host = RelayHost(
+            destinations, event_store=event_store, store=store, retry_interval=retry_interval
+        )
+    except BaseException:
+        await store.close()
+        raise
     host.on_close(store.close)
     return host
 
