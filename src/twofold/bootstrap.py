@@ -13,17 +13,30 @@ and the event store's scheme gives the relay's store (its checkpoints, in the ev
 own database) and its lease (one relay per destination at a time). ``bootstrap`` gives the
 App a ``RelayHost`` (run when ``TWOFOLD_RELAY=run``), ``bootstrap_relay`` builds one for
 ``twofold relay``, and ``bootstrap_bus_worker`` a read service's ``BusWorker``.
+
+With ``settings.cache`` (``TWOFOLD_CACHE=redis://...``) the QueryBus reads through a
+``CachedViews`` in front of the read store, every runner hands its commits to one
+``CacheInvalidator``, and the App reports and closes the cache (``App.cache``). Keys live
+under a namespace per service and read store (``<service>-<digest of the read store>``,
+unless the URL names one), and an epoch per read-store generation (docs/cache.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from twofold.application.app import App, Service
+from twofold.application.cache import CacheSettings, PositionedReader, ViewCache
+from twofold.application.cache_invalidation import CacheInvalidator
+from twofold.application.cache_views import CachedViews, owners_of
+from twofold.application.caching import Caching
 from twofold.application.commands import CommandBus
 from twofold.application.coordination import Coordination, InProcess
 from twofold.application.inline import InlineRunner
@@ -44,7 +57,7 @@ from twofold.application.relay.worker import BusWorker
 from twofold.application.repository import Repository
 from twofold.application.runner import ProjectionRunner
 from twofold.application.tracing import NoTracer, Tracer
-from twofold.application.views import ReadStore
+from twofold.application.views import ReadStore, ViewReader
 from twofold.codec import Codec
 from twofold.errors import ConfigurationError
 from twofold.settings import Settings
@@ -126,6 +139,38 @@ def _sqlite_coordination(url: str, views: ReadStore, retry: float) -> Coordinati
     from twofold.adapters.sqlite.coordination import FileLockCoordination
 
     return FileLockCoordination(path, retry_interval=retry)
+
+
+def _sqlite_cache_reads(views: ReadStore) -> PositionedReader:
+    from twofold.adapters.sqlite.cache_reads import SQLitePositionedReader
+    from twofold.adapters.sqlite.read_store import SQLiteReadStore
+
+    assert isinstance(views, SQLiteReadStore)
+    return SQLitePositionedReader(views)
+
+
+def _postgres_cache_reads(views: ReadStore) -> PositionedReader:
+    from twofold.adapters.postgres.cache_reads import PostgresPositionedReader
+    from twofold.adapters.postgres.read_store import PostgresReadStore
+
+    assert isinstance(views, PostgresReadStore)
+    return PostgresPositionedReader(views)
+
+
+def _redis_cache_settings(url: str) -> tuple[str, CacheSettings]:
+    try:
+        from twofold.adapters.redis.cache import settings_from_url
+    except ImportError as error:
+        raise ConfigurationError(
+            f"TWOFOLD_CACHE {url!r} needs the Redis client: pip install 'twofold[redis]' ({error})"
+        ) from None
+    return settings_from_url(url)
+
+
+def _redis_cache(url: str, settings: CacheSettings) -> ViewCache:
+    from twofold.adapters.redis.cache import RedisViewCache
+
+    return RedisViewCache.open(url, settings)
 
 
 def _postgres_coordination(url: str, views: ReadStore, retry: float) -> Coordination:
@@ -221,7 +266,10 @@ def _redis_source(url: str) -> BusSource:
 class Backend:
     """What one URL scheme opens: an event store, a read store, and the coordination of
     the processes that share such a read store; beside an event store, the relay's store
-    and lease; a broker's publisher (a relay destination) and source (for a bus worker)."""
+    and lease; a broker's publisher (a relay destination) and source (for a bus worker);
+    beside a read store, the reads of its views with their positions (for a cache in front
+    of them); a cache (``cache_settings`` parses the cache URL's options, ``cache`` opens
+    it)."""
 
     events: Callable[[str], Awaitable[tuple[EventStore, IdempotencyStore]]] | None = None
     views: Callable[[str], Awaitable[ReadStore]] | None = None
@@ -232,6 +280,9 @@ class Backend:
     source: Callable[[str], BusSource] | None = None
     extra: str | None = None
     """The optional dependency (``pip install 'twofold[extra]'``) the adapter needs."""
+    cache_reads: Callable[[ReadStore], PositionedReader] | None = None
+    cache_settings: Callable[[str], tuple[str, CacheSettings]] | None = None
+    cache: Callable[[str, CacheSettings], ViewCache] | None = None
 
 
 _POSTGRES = Backend(
@@ -241,8 +292,15 @@ _POSTGRES = Backend(
     _postgres_relay_store,
     _postgres_relay_lease,
     extra="postgres",
+    cache_reads=_postgres_cache_reads,
 )
-_REDIS = Backend(publisher=_redis_publisher, source=_redis_source, extra="redis")
+_REDIS = Backend(
+    publisher=_redis_publisher,
+    source=_redis_source,
+    extra="redis",
+    cache_settings=_redis_cache_settings,
+    cache=_redis_cache,
+)
 BACKENDS: dict[str, Backend] = {
     "memory": Backend(
         events=_memory_events, relay_store=_memory_relay_store, relay_lease=_memory_relay_lease
@@ -253,6 +311,7 @@ BACKENDS: dict[str, Backend] = {
         _sqlite_coordination,
         _sqlite_relay_store,
         _sqlite_relay_lease,
+        cache_reads=_sqlite_cache_reads,
     ),
     "postgresql": _POSTGRES,
     "postgres": _POSTGRES,
@@ -260,6 +319,7 @@ BACKENDS: dict[str, Backend] = {
     "kafka": Backend(publisher=_kafka_publisher, source=_kafka_source, extra="kafka"),
     "redis": _REDIS,
     "rediss": _REDIS,
+    "unix": Backend(cache_settings=_redis_cache_settings, cache=_redis_cache, extra="redis"),
 }
 """URL scheme -> what it opens; consulted once, by ``bootstrap``."""
 
@@ -302,6 +362,7 @@ def check_settings(settings: Settings) -> None:
                 f"({destinations[destination]!r} and {_public(url)!r}); name each once"
             )
         destinations[destination] = _public(url)
+    problems.extend(_cache_problems(settings))
     if problems:
         raise ConfigurationError("\n".join(problems))
 
@@ -345,6 +406,74 @@ def _needing(backend: Backend, setting: str, url: str, opener: Callable[[str], T
             f"{setting} {_public(url)!r} needs a package that is not installed ({error.name}); "
             f"pip install 'twofold[{backend.extra}]'"
         ) from error
+
+
+_CACHE_OVERRIDES = (
+    ("TWOFOLD_CACHE_TTL", "cache_ttl", "ttl"),
+    ("TWOFOLD_CACHE_NOT_FOUND_TTL", "cache_not_found_ttl", "not_found_ttl"),
+    ("TWOFOLD_CACHE_LOCAL", "cache_local", "local_entries"),
+)
+
+
+def _cache_problems(settings: Settings) -> list[str]:
+    """What is wrong with the cache's settings, one line each (none without a cache)."""
+    url = settings.cache
+    if url is None:
+        return [
+            f"{variable} needs TWOFOLD_CACHE (a redis:// URL); set it, or unset {variable}"
+            for variable, field, _ in _CACHE_OVERRIDES
+            if getattr(settings, field) is not None
+        ]
+    try:
+        _backend("TWOFOLD_CACHE", url, "cache")
+    except ConfigurationError as error:
+        return [str(error)]
+    problems: list[str] = []
+    in_url = {key for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+    for variable, field, option in _CACHE_OVERRIDES:
+        if getattr(settings, field) is not None and option in in_url:
+            problems.append(f"TWOFOLD_CACHE sets {option} and {variable} sets it too; say it once")
+    try:
+        cache_settings(settings, namespace="twofold")
+    except ConfigurationError as error:
+        problems.append(str(error))
+    views = BACKENDS.get(urlsplit(settings.read_store).scheme)
+    if views is not None and views.views is not None and views.cache_reads is None:
+        problems.append(
+            f"TWOFOLD_CACHE: the read store {settings.read_store.split('://')[0]}:// has no "
+            "cache reads; put the views in sqlite:// or postgresql://, or unset TWOFOLD_CACHE"
+        )
+    return problems
+
+
+def cache_settings(settings: Settings, *, namespace: str) -> tuple[str, CacheSettings]:
+    """The cache's connection URL and its settings: the URL's options, then the
+    ``TWOFOLD_CACHE_*`` settings; ``namespace`` unless the URL names one."""
+    assert settings.cache is not None
+    parse = _backend("TWOFOLD_CACHE", settings.cache, "cache").cache_settings
+    assert parse is not None
+    url, parsed = parse(settings.cache)
+    in_url = {key for key, _ in parse_qsl(urlsplit(settings.cache).query)}
+    changes: dict[str, object] = {} if "namespace" in in_url else {"namespace": namespace}
+    for _, field, option in _CACHE_OVERRIDES:
+        value = getattr(settings, field)
+        if value is not None:
+            changes[option] = value
+    try:
+        return url, dataclasses.replace(parsed, **changes)  # type: ignore[arg-type]
+    except ConfigurationError as error:
+        raise ConfigurationError(f"TWOFOLD_CACHE: {error}") from None
+
+
+def cache_namespace(service: str, read_store: str) -> str:
+    """The default key prefix: the service's name and a digest of its read store's place
+    (services, or copies of one service over other stores, sharing a Redis differ)."""
+    place = read_store
+    if urlsplit(read_store).scheme == "sqlite" and not read_store.startswith("sqlite://:"):
+        place = "sqlite://" + os.path.abspath(read_store[len("sqlite:///") :])
+    digest = hashlib.sha256(place.encode()).hexdigest()[:10]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", service)[:40] or "app"
+    return f"{name}-{digest}"
 
 
 async def open_event_store(url: str) -> tuple[EventStore, IdempotencyStore]:
@@ -413,8 +542,19 @@ async def bootstrap(
     repository = Repository(event_store, codec)
     commands = CommandBus(repository, middleware=default_middleware(idempotency))
     positions = PositionTracker()
-    queries = QueryBus(read_store, positions, head=event_store.head_position)
+    caching: Caching | None = None
+    views: ViewReader = read_store
+    if settings.cache is not None:
+        try:
+            caching = await _open_cache(settings, service, read_store, projections, positions)
+        except BaseException:
+            await read_store.close()
+            await event_store.close()
+            raise
+        views = caching.views
+    queries = QueryBus(views, positions, head=event_store.head_position)
     service.register(commands, queries)
+    invalidator = None if caching is None else caching.invalidator
     runners: list[ProjectionRunner] = []
     for projection in projections:
         if projection.name in inline:
@@ -436,6 +576,7 @@ async def bootstrap(
                     read_store=read_store,
                     codec=codec,
                     positions=positions,
+                    invalidator=invalidator,
                 )
             )
     app = App(
@@ -453,6 +594,7 @@ async def bootstrap(
         settings=settings,
         metrics=metrics,
         tracer=tracer,
+        cache=caching,
     )
     app.on_close(event_store.close)
     app.on_close(read_store.close)
@@ -467,6 +609,8 @@ async def bootstrap(
             raise
         app.run_relay = settings.relay == "run"
         metrics.on_scrape(app.relays.report_metrics)
+    if caching is not None:
+        app.on_close(caching.close)  # before the stores (closers run last registered first)
     if inline:
         try:
             await _attach_inline(app, settings, [r for r in runners if r.name in inline])
@@ -583,6 +727,33 @@ async def bootstrap_bus_worker(
     for bus in sources:
         worker.on_close(bus.close)
     return worker
+
+
+async def _open_cache(
+    settings: Settings,
+    service: Service,
+    read_store: ReadStore,
+    projections: list[Projection],
+    positions: PositionTracker,
+) -> Caching:
+    """The cache in front of ``read_store``, as ``settings.cache`` says."""
+    url, options = cache_settings(
+        settings, namespace=cache_namespace(service.name, settings.read_store)
+    )
+    reads = _backend("TWOFOLD_READ_STORE", settings.read_store, "views").cache_reads
+    opener = _backend("TWOFOLD_CACHE", url, "cache").cache
+    assert reads is not None and opener is not None
+    cache = opener(url, options)
+    views = CachedViews(
+        read_store,
+        reads(read_store),
+        cache,
+        owners=owners_of(projections),
+        settings=options,
+        positions=positions,
+    )
+    await views.start()  # the in-process cache's notices (with local_entries)
+    return Caching(views, CacheInvalidator(cache, metrics=views.metrics))
 
 
 def check_shared_projections(settings: Settings, projections: Sequence[str] | None) -> None:

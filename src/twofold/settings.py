@@ -10,7 +10,10 @@
 | TWOFOLD_API_KEYS           | (none)                       | name:secret=scope+scope,...      |
 | TWOFOLD_BUS                | (none)                       | broker URL(s) the relay publishes to |
 | TWOFOLD_RELAY              | off                          | run: this process relays to the bus |
-| TWOFOLD_CACHE              | (none)                       | not implemented yet: refused     |
+| TWOFOLD_CACHE              | (none)                       | redis://host:6379/0: a cache     |
+| TWOFOLD_CACHE_TTL          | 300                          | seconds an answer is kept        |
+| TWOFOLD_CACHE_NOT_FOUND_TTL| 5                            | seconds "no such document" is kept|
+| TWOFOLD_CACHE_LOCAL        | 0                            | documents kept in each process   |
 | TWOFOLD_LOG_FORMAT         | text                         | text, or json: one object a line |
 
 ``TWOFOLD_API_KEYS``: comma-separated entries ``name:secret=scope+scope``. The secret is
@@ -18,8 +21,12 @@ what clients send (at least ``MIN_SECRET_LENGTH`` characters of visible ASCII, n
 the name (letters, digits, ``_.@-``) is who they are: events record it as their ``actor``.
 An entry without ``name:`` is named ``key-<n>``, n its place in the list (from 1).
 
-``TWOFOLD_CACHE`` is refused until a cache exists, so that a setting is never silently
-ignored.
+``TWOFOLD_CACHE``: a Redis URL (``redis://``, ``rediss://``, ``unix://``) turns on the
+cache in front of the views (docs/cache.md); its query may hold the cache's other options
+(``?namespace=shop&lists=posts``). ``TWOFOLD_CACHE_TTL`` and ``TWOFOLD_CACHE_NOT_FOUND_TTL``
+(seconds above 0) and ``TWOFOLD_CACHE_LOCAL`` (documents kept in each process in front of
+Redis; 0: none) need ``TWOFOLD_CACHE``, and say each option once (here or in the URL).
+``bootstrap.check_settings`` checks them all together, one line per problem.
 
 ``TWOFOLD_BUS``: one broker URL or several, comma-separated (``nats://``, ``kafka://``,
 ``redis://``; their options are query parameters, see docs/relay.md); each is a destination
@@ -36,9 +43,10 @@ views are never stale; both stores must be the same PostgreSQL database and sche
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 from twofold.errors import ConfigurationError
@@ -98,6 +106,13 @@ class Settings:
     lag_threshold: float = 60.0
     api_keys: Sequence[ApiKey] = ()
     cache: str | None = None
+    """The cache's Redis URL (None: no cache)."""
+    cache_ttl: float | None = None
+    """Seconds a cached answer is kept (None: the cache's default, or the URL's ``ttl``)."""
+    cache_not_found_ttl: float | None = None
+    """Seconds "no such document" is kept (None: the default, or the URL's)."""
+    cache_local: int | None = None
+    """Documents kept in each process in front of Redis (None: the default, 0, or the URL's)."""
     bus: str | None = None
     """Broker URLs, comma-separated: the relay's destinations (``bus_urls``)."""
     relay: RelayMode = "off"
@@ -125,16 +140,6 @@ class Settings:
             raise ConfigurationError(
                 "TWOFOLD_RELAY=run needs TWOFOLD_BUS, the broker(s) to relay to; set it, or "
                 "set TWOFOLD_RELAY=off"
-            )
-        unimplemented = [
-            f"TWOFOLD_{name.upper()} ({value!r})"
-            for name, value in (("cache", self.cache),)
-            if value is not None
-        ]
-        if unimplemented:
-            raise ConfigurationError(
-                f"{' and '.join(unimplemented)}: not implemented yet in this version of "
-                "twofold, so it would have no effect; unset it"
             )
 
     @property
@@ -174,6 +179,9 @@ class Settings:
             values["api_keys"] = parse_api_keys(env["TWOFOLD_API_KEYS"])
         if env.get("TWOFOLD_CACHE"):
             values["cache"] = env["TWOFOLD_CACHE"]
+        for variable, field, parse in _CACHE_OPTIONS:
+            if env.get(variable, "").strip():
+                values[field] = parse(variable, env[variable])
         if env.get("TWOFOLD_INLINE_PROJECTIONS", "").strip():
             values["inline_projections"] = parse_inline_projections(
                 env["TWOFOLD_INLINE_PROJECTIONS"]
@@ -194,6 +202,38 @@ class Settings:
             values["log_format"] = log_format
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _seconds(variable: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0.001):
+        raise ConfigurationError(
+            f"{variable} must be a number of seconds of at least 0.001, not {raw!r}"
+        )
+    return value
+
+
+def _entries(variable: str, raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigurationError(
+            f"{variable} must be a whole number of documents, 0 or more (0: no in-process "
+            f"cache), not {raw!r}"
+        )
+    return value
+
+
+_CACHE_OPTIONS: tuple[tuple[str, str, Callable[[str, str], float | int]], ...] = (
+    ("TWOFOLD_CACHE_TTL", "cache_ttl", _seconds),
+    ("TWOFOLD_CACHE_NOT_FOUND_TTL", "cache_not_found_ttl", _seconds),
+    ("TWOFOLD_CACHE_LOCAL", "cache_local", _entries),
+)
 
 
 def parse_api_keys(raw: str) -> tuple[ApiKey, ...]:

@@ -205,6 +205,20 @@ class ViewCacheContract:
         assert lookup.entry is None
         assert lookup.ticket.generation == 2
 
+    async def test_a_reset_to_an_older_generation_is_ignored_unless_forced(
+        self, cache: ViewCache
+    ) -> None:
+        await cache.reset("orders", 3, 9)
+        await self._stored(cache, DOC, b"gen3", 9, generation=3)
+        await cache.reset("orders", 1, 2)  # a late caller
+        assert (await cache.lookup(DOC)).ticket.generation == 3
+        assert (await cache.lookup(DOC)).entry == Entry(b"gen3", 9)
+        await cache.reset("orders", 1, 2, force=True)  # the runner of a store made anew
+        lookup = await cache.lookup(DOC)
+        assert lookup.entry is None
+        assert (lookup.ticket.generation, lookup.ticket.through) == (1, 2)
+        assert await self._stored(cache, DOC, b"gen1", 2, generation=1) is StoreOutcome.STORED
+
     async def test_projections_do_not_share_entries(self, cache: ViewCache) -> None:
         await self._at(cache, 5)
         await self._stored(cache, DOC, b"v", 5)

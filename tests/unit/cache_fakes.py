@@ -152,9 +152,11 @@ class FlakyCache:
         await self._check()
         await self.inner.invalidate(invalidation)
 
-    async def reset(self, projection: str, generation: int, checkpoint: int) -> None:
+    async def reset(
+        self, projection: str, generation: int, checkpoint: int, *, force: bool = False
+    ) -> None:
         await self._check()
-        await self.inner.reset(projection, generation, checkpoint)
+        await self.inner.reset(projection, generation, checkpoint, force=force)
 
     async def watch(self, notify: Callable[[CacheNotice], None]) -> None:
         await self.inner.watch(notify)

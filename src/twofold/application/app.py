@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+from twofold.application.caching import Caching
 from twofold.application.commands import CommandBus, CommandResult
 from twofold.application.coordination import Coordination, InProcess
 from twofold.application.metrics import Metrics, NoMetrics
@@ -79,6 +80,7 @@ class App:
         settings: Settings | None = None,
         metrics: Metrics | None = None,
         tracer: Tracer | None = None,
+        cache: Caching | None = None,
     ) -> None:
         self.service = service
         self.codec = codec
@@ -98,6 +100,9 @@ class App:
         ``GET /metrics`` shows them."""
         self.tracer: Tracer = tracer if tracer is not None else NoTracer()
         """Spans of commands, appends, queries and projections (``application.tracing``)."""
+        self.cache = cache
+        """The cache in front of the views (None: queries read the read store), for health
+        and figures; bootstrap wires it into the QueryBus and the runners."""
         self._closers: list[Callable[[], Any]] = []
         self.relays: RelayHost | None = None
         """The relays to ``TWOFOLD_BUS``'s destinations (bootstrap sets it), or None."""

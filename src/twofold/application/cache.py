@@ -289,9 +289,15 @@ class ViewCache(Protocol):
         """Apply one commit's invalidation (rules 1 and 5)."""
         ...
 
-    async def reset(self, projection: str, generation: int, checkpoint: int) -> None:
+    async def reset(
+        self, projection: str, generation: int, checkpoint: int, *, force: bool = False
+    ) -> None:
         """Abandon the projection's entries: the active copy is now ``generation`` at
-        ``checkpoint`` (after a switch, or after views changed without a checkpoint)."""
+        ``checkpoint`` (after a switch, or after views changed without a checkpoint).
+
+        A reset to an older generation than the cache holds is ignored (a late caller),
+        unless ``force``: the caller is the projection's only runner and knows its store
+        (a read store made anew starts at a lower generation than the cache remembers)."""
         ...
 
     async def watch(self, notify: Callable[[CacheNotice], None]) -> None:

@@ -94,6 +94,7 @@ class _Pending:
     checkpoint: int
     documents: dict[str, set[str]]
     reset: bool = False
+    force: bool = False
 
     def size(self) -> int:
         return sum(len(keys) for keys in self.documents.values())
@@ -157,11 +158,16 @@ class CacheInvalidator:
                 pending.documents.clear()
             await self._deliver(projection)
 
-    async def reset(self, projection: str, generation: int, checkpoint: int) -> None:
+    async def reset(
+        self, projection: str, generation: int, checkpoint: int, *, force: bool = False
+    ) -> None:
         """Abandon ``projection``'s entries: its active copy is ``generation`` at
-        ``checkpoint`` now (after a switch, or after views changed without a checkpoint)."""
+        ``checkpoint`` now (after a switch, or after views changed without a checkpoint).
+        ``force``: even when the cache knows a later generation (``ViewCache.reset``)."""
         async with self._lock:
-            self._pending[projection] = _Pending(generation, checkpoint, checkpoint, {}, True)
+            self._pending[projection] = _Pending(
+                generation, checkpoint, checkpoint, {}, reset=True, force=force
+            )
             await self._deliver(projection)
 
     async def flush(self) -> bool:
@@ -203,7 +209,9 @@ class CacheInvalidator:
         try:
             async with asyncio.timeout(self.timeout):
                 if pending.reset:
-                    await self.cache.reset(projection, pending.generation, pending.checkpoint)
+                    await self.cache.reset(
+                        projection, pending.generation, pending.checkpoint, force=pending.force
+                    )
                 else:
                     await self.cache.invalidate(
                         Invalidation(

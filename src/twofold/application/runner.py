@@ -16,6 +16,12 @@ Views belong to one event store: the read store records the identity of the even
 each copy is built from. At start, views of another event store, or a checkpoint beyond
 the log's head, make the runner refuse to run (status ``refused``) and queries refuse to
 read them (ForeignViewsError), until they are rebuilt from this event store.
+
+With a cache (``invalidator``), each commit of the active copy is handed to it right after
+the commit, with the documents the batch touched; a switch to another copy (a rebuild
+here, or one another process made), and dead letters released, abandon the cache's
+entries of the projection; and a runner that starts running abandons them too (with
+``force``: it alone commits, and its store may be newer than what the cache remembers).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import logging
 from collections.abc import AsyncIterator, Collection
 from typing import Any
 
+from twofold.application.cache_invalidation import CacheInvalidator, recording
 from twofold.application.ports import EventStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import HandlerFailed, Projection, make_apply
@@ -86,6 +93,7 @@ class ProjectionRunner:
         read_store: ReadStore,
         codec: Codec,
         positions: PositionTracker | None = None,
+        invalidator: CacheInvalidator | None = None,
     ) -> None:
         if not projection.name:
             raise ValueError(f"{type(projection).__name__} needs a name")
@@ -95,6 +103,8 @@ class ProjectionRunner:
         self.read_store = read_store
         self.codec = codec
         self.positions = positions if positions is not None else PositionTracker()
+        self.invalidator = invalidator
+        """The cache's invalidator (None: no cache in front of these views)."""
         self._handlers = projection.bind(codec)
         self._lock = asyncio.Lock()
         self.generation = 0
@@ -123,6 +133,7 @@ class ProjectionRunner:
         """Take the stored state (``state``, or read it) as this runner's."""
         if state is None:
             state = await self.read_store.state(self.name)
+        switched = self._started and state.generation != self.generation
         letters = await self.read_store.dead_letters(self.name, state.generation)
         refusal = await self._foreign(state)
         # No await from here on: nobody sees a state half taken.
@@ -136,6 +147,8 @@ class ProjectionRunner:
         if letters and state.error is not None and state.status is ProjectionStatus.RUNNING:
             self._park_errors[self.generation] = state.error
         self.positions.reset(self.name, self.checkpoint)
+        if switched:  # another process switched copies: the cache holds the old one
+            await self._cache_reset()
         if refusal is None:
             self.positions.accept(self.name)
             return
@@ -164,6 +177,9 @@ class ProjectionRunner:
         """
         if not self._started:
             await self.start()
+        # This process alone commits from now on: whatever the cache holds of the
+        # projection may come from another process's runs (or from a store made anew).
+        await self._cache_reset(force=True)
         while True:
             if self.status in _HALTED:
                 log.warning("projection %s is %s: %s", self.name, self.status.value, self.error)
@@ -348,19 +364,34 @@ class ProjectionRunner:
                 and r.position not in explicit
             )
         last = records[-1]
+        apply = make_apply(self._handlers, self.codec, records, frozenset(streams))
+        touched: dict[str, set[str]] = {}
+        live = self.invalidator is not None and generation == self.generation
+        if live:  # a rebuild's copy serves nobody: only the active copy's commits count
+            apply, touched = recording(apply)
         await self.read_store.commit_batch(
             self.name,
             generation,
-            make_apply(self._handlers, self.codec, records, frozenset(streams)),
+            apply,
             checkpoint=last.position,
             last_event_at=last.recorded_at,
             parked=to_park,
         )
         if generation == self.generation:
+            after = self.checkpoint
             self.checkpoint = last.position
             if self.status is ProjectionStatus.RETRYING:
                 await self._settle()  # a batch commits: running again (stored first)
             self.positions.advance(self.name, last.position)
+            if live and self.invalidator is not None:
+                await self.invalidator.committed(
+                    self.name, generation, after=after, checkpoint=last.position, touched=touched
+                )
+
+    async def _cache_reset(self, *, force: bool = False) -> None:
+        """Abandon the cache's entries of this projection (the active copy changed)."""
+        if self.invalidator is not None:
+            await self.invalidator.reset(self.name, self.generation, self.checkpoint, force=force)
 
     async def _retry(self, record: RecordedEvent, generation: int, error: BaseException) -> bool:
         """Retry one failing event with backoff; then apply the policy. True: go on."""
@@ -448,7 +479,7 @@ class ProjectionRunner:
                         break
                     await self._process(page, generation)
                     checkpoint = page[-1].position
-                await self.read_store.switch(self.name, generation)
+                await self._switch(generation, checkpoint)
                 self._parked = {generation: self._parked.get(generation, set())}
                 self._park_errors = {g: e for g, e in self._park_errors.items() if g == generation}
                 self.generation = generation
@@ -464,6 +495,20 @@ class ProjectionRunner:
             self._park_errors.pop(generation, None)
             raise
         return checkpoint
+
+    async def _switch(self, generation: int, checkpoint: int) -> None:
+        """Make the rebuilt copy active. The cache abandons the old copy's entries first
+        (nothing is served from them after the switch) and refuses answers of the old copy
+        until the switch; if the switch fails, the cache goes back to the old copy."""
+        if self.invalidator is None:
+            await self.read_store.switch(self.name, generation)
+            return
+        await self.invalidator.reset(self.name, generation, checkpoint)
+        try:
+            await self.read_store.switch(self.name, generation)
+        except BaseException:
+            await self._cache_reset(force=True)
+            raise
 
     async def dead_letters(self) -> list[DeadLetter]:
         """The parked events of the active copy, in log order."""
@@ -496,6 +541,8 @@ class ProjectionRunner:
                     continue
                 self._parked.get(self.generation, set()).discard(stream)
                 released += len(records)
+            if released:  # views changed without a new checkpoint
+                await self._cache_reset()
             await self._settle()
         return released
 

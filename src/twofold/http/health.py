@@ -7,7 +7,9 @@ process answers the same whichever of them runs the projections.
   or its oldest unapplied event has waited longer than the threshold.
 - DEGRADED (200): a projection retries (``retrying``, with its attempts and last error),
   has parked events (``parked``, with the last parking's error), or no process runs it
-  (``unassigned``: TWOFOLD_PROJECTIONS=off everywhere, and no worker).
+  (``unassigned``: TWOFOLD_PROJECTIONS=off everywhere, and no worker); or the cache
+  (``TWOFOLD_CACHE``) is away or behind in the process that answered: queries then answer
+  from the read store, so a cache never makes the service DOWN.
 - UP (200) otherwise.
 
 With ``TWOFOLD_BUS``, ``relays`` shows each destination's relay: its lag in events and
@@ -27,11 +29,12 @@ from typing import Literal
 import msgspec
 
 from twofold.application.app import App
+from twofold.application.cache import CacheState
 from twofold.application.runner import foreign_views
 from twofold.application.views import ProjectionStatus
 from twofold.errors import ForeignViewsError
 
-__all__ = ["Attended", "Health", "ProjectionHealth", "RelayHealth", "check_health"]
+__all__ = ["Attended", "CacheHealth", "Health", "ProjectionHealth", "RelayHealth", "check_health"]
 
 Attended = Callable[[str], Awaitable[bool]]
 """``attended(projection)``: whether some process runs the projection now."""
@@ -77,6 +80,17 @@ class RelayHealth(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
 
 
+class CacheHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """The cache in front of the views, as the process that answered sees it."""
+
+    status: Literal["UP", "DEGRADED"]
+    """DEGRADED: the cache is away, slow or behind; answers come from the read store."""
+    detail: str
+    counters: dict[str, int]
+    """This process's counters since it started: hits, local_hits, misses, loads, stores,
+    refused_older, invalidations, fallbacks, errors (docs/cache.md)."""
+
+
 class Health(msgspec.Struct, frozen=True, kw_only=True):
     status: Level
     head_position: int
@@ -87,6 +101,8 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     """The worker process that answered."""
     projections: list[ProjectionHealth]
     relays: list[RelayHealth] = msgspec.field(default_factory=list)
+    cache: CacheHealth | None = None
+    """The cache (TWOFOLD_CACHE); absent without one."""
 
 
 async def check_health(
@@ -165,6 +181,16 @@ async def check_health(
                 error=report.last_error,
             )
         )
+    cache: CacheHealth | None = None
+    if app.cache is not None:
+        seen = app.cache.status()
+        cache = CacheHealth(
+            status="UP" if seen.state is CacheState.UP else "DEGRADED",
+            detail=seen.detail,
+            counters=app.cache.metrics.as_dict(),
+        )
+        if cache.status == "DEGRADED":
+            overall = _worst(overall, "DEGRADED")
     return Health(
         status=overall,
         relays=relays,
@@ -173,6 +199,7 @@ async def check_health(
         runs_projections=runs_projections,
         process_id=os.getpid(),
         projections=reports,
+        cache=cache,
     )
 
 

@@ -289,7 +289,9 @@ def _health_operation() -> dict[str, Any]:
         "operationId": "health",
         "summary": "Health of every projection",
         "description": "DOWN (503) when a projection is stopped or lags more than the "
-        "threshold (TWOFOLD_LAG_THRESHOLD seconds).",
+        "threshold (TWOFOLD_LAG_THRESHOLD seconds). DEGRADED (200) when a projection retries "
+        "or has parked events, or the cache (TWOFOLD_CACHE) is away: queries then answer "
+        "from the read store; the cache never makes the service DOWN.",
         "tags": ["operations"],
         "security": [],
         "responses": {

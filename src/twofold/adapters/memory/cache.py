@@ -146,9 +146,11 @@ class MemoryViewCache:
             )
         )
 
-    async def reset(self, projection: str, generation: int, checkpoint: int) -> None:
+    async def reset(
+        self, projection: str, generation: int, checkpoint: int, *, force: bool = False
+    ) -> None:
         meta = self._meta.get(projection)
-        if meta is not None and generation < meta.generation:
+        if meta is not None and generation < meta.generation and not force:
             return
         old = None if meta is None else meta.epoch
         meta = self._meta[projection] = _Meta(secrets.token_hex(6), generation, checkpoint)

@@ -115,13 +115,13 @@ return {'ok', m[1]}
 )
 
 # KEYS: meta
-# ARGV: 1 generation, 2 checkpoint, 3 new epoch, 4 channel, 5 projection
+# ARGV: 1 generation, 2 checkpoint, 3 new epoch, 4 channel, 5 projection, 6 force ('1')
 # -> {'reset' | 'ignored', epoch}
 RESET = (
     _RESET
     + """
 local gen = redis.call('HGET', KEYS[1], 'gen')
-if gen and tonumber(ARGV[1]) < tonumber(gen) then
+if ARGV[6] ~= '1' and gen and tonumber(ARGV[1]) < tonumber(gen) then
   return {'ignored', redis.call('HGET', KEYS[1], 'epoch')}
 end
 return reset(ARGV[1], ARGV[2])

@@ -231,7 +231,9 @@ class RedisViewCache:
         # The epoch kept changing under us: abandoning the entries is always right.
         await self.reset(projection, invalidation.generation, invalidation.checkpoint)
 
-    async def reset(self, projection: str, generation: int, checkpoint: int) -> None:
+    async def reset(
+        self, projection: str, generation: int, checkpoint: int, *, force: bool = False
+    ) -> None:
         reply = await self._reset(
             keys=[self.meta_key(projection)],
             args=[
@@ -240,6 +242,7 @@ class RedisViewCache:
                 secrets.token_hex(6),
                 self.channel,
                 projection,
+                "1" if force else "0",
             ],
         )
         if reply[1] is not None:
