@@ -546,7 +546,9 @@ async def bootstrap(
     views: ViewReader = read_store
     if settings.cache is not None:
         try:
-            caching = await _open_cache(settings, service, read_store, projections, positions)
+            caching = await _open_cache(
+                settings, service, read_store, projections, positions, metrics
+            )
         except BaseException:
             await read_store.close()
             await event_store.close()
@@ -735,6 +737,7 @@ async def _open_cache(
     read_store: ReadStore,
     projections: list[Projection],
     positions: PositionTracker,
+    metrics: Metrics,
 ) -> Caching:
     """The cache in front of ``read_store``, as ``settings.cache`` says."""
     url, options = cache_settings(
@@ -753,6 +756,7 @@ async def _open_cache(
         positions=positions,
     )
     await views.start()  # the in-process cache's notices (with local_entries)
+    views.metrics.record_to(metrics)
     return Caching(views, CacheInvalidator(cache, metrics=views.metrics))
 
 

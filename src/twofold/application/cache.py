@@ -38,11 +38,14 @@ import dataclasses
 import enum
 import math
 from collections.abc import Callable, Mapping, Sequence, Set
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from twofold.application.metrics import CounterChild, Metrics
 from twofold.errors import ConfigurationError
 
 __all__ = [
+    "COUNTERS",
+    "CacheCounter",
     "CacheMetrics",
     "CacheNotice",
     "CacheSettings",
@@ -322,27 +325,63 @@ class CacheStatus:
     detail: str
 
 
+CacheCounter = Literal[
+    "hits",
+    "local_hits",
+    "misses",
+    "loads",
+    "stores",
+    "refused_older",
+    "invalidations",
+    "fallbacks",
+    "errors",
+]
+
+
+COUNTERS: dict[CacheCounter, str] = {
+    "hits": "Answers served by the shared cache.",
+    "local_hits": "Answers served by the in-process cache.",
+    "misses": "Lookups that found nothing usable (then loaded from the read store).",
+    "loads": "Reads of the read store made for the cache (one per key when many miss at once).",
+    "stores": "Answers stored in the shared cache.",
+    "refused_older": "Stores refused: the cache knew of a newer state (or of another copy).",
+    "invalidations": "Projection commits invalidated in the cache by this process.",
+    "fallbacks": "Reads answered by the read store: the cache failed or its breaker was open.",
+    "errors": "Cache calls that failed (timeouts included).",
+}
+"""The counters of ``CacheMetrics``, and what each counts."""
+
+
 @dataclasses.dataclass
 class CacheMetrics:
-    """Counters since start (for Prometheus counters later)."""
+    """Counters since this process started; ``add`` moves one, and its Prometheus
+    counter ``twofold_cache_<name>_total`` too once ``record_to`` bound them."""
 
     hits: int = 0
-    """Answers served by the shared cache."""
     local_hits: int = 0
-    """Answers served by the in-process cache."""
     misses: int = 0
-    """Lookups that found nothing usable (then loaded from the read store)."""
     loads: int = 0
-    """Reads of the read store made for the cache (one per key when many miss at once)."""
     stores: int = 0
     refused_older: int = 0
-    """Stores refused because the cache knew of a newer state (or of another copy)."""
     invalidations: int = 0
-    """Commits invalidated in the cache (by this process)."""
     fallbacks: int = 0
-    """Reads answered by the read store because the cache failed or its breaker was open."""
     errors: int = 0
-    """Cache calls that failed (timeouts included)."""
+
+    def __post_init__(self) -> None:
+        self._children: dict[str, CounterChild] = {}
+
+    def add(self, counter: CacheCounter) -> None:
+        setattr(self, counter, getattr(self, counter) + 1)
+        child = self._children.get(counter)
+        if child is not None:
+            child.inc()
+
+    def record_to(self, metrics: Metrics) -> None:
+        """Count in ``metrics`` too (from now on), one counter per field."""
+        for name, documentation in COUNTERS.items():
+            self._children[name] = metrics.counter(
+                f"twofold_cache_{name}_total", documentation
+            ).labels()
 
     def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}

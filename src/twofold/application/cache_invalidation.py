@@ -224,7 +224,7 @@ class CacheInvalidator:
                     )
         except Exception as exc:
             self.breaker.failure(exc)
-            self.metrics.errors += 1
+            self.metrics.add("errors")
             log.warning(
                 "cache invalidation of %s through %d waits: %s",
                 projection,
@@ -234,7 +234,7 @@ class CacheInvalidator:
             self._schedule_retry()
             return
         self.breaker.success()
-        self.metrics.invalidations += 1
+        self.metrics.add("invalidations")
         del self._pending[projection]
 
     def _schedule_retry(self) -> None:

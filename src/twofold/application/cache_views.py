@@ -251,22 +251,22 @@ class CachedViews:
         if local is not None:
             hit = local.get(slot, need)
             if hit is not None:
-                self.metrics.local_hits += 1
+                self.metrics.add("local_hits")
                 return hit
         lookup = await self._lookup(slot)
         if lookup is not None:
             fresh = lookup.fresh(need)
             if fresh is not None:
-                self.metrics.hits += 1
+                self.metrics.add("hits")
                 if local is not None:
                     local.put(slot, fresh, lookup.ticket.epoch)
                 return fresh
-            self.metrics.misses += 1
+            self.metrics.add("misses")
         return await self._load(slot, need, load, None if lookup is None else lookup.ticket)
 
     async def _lookup(self, slot: Slot) -> Lookup | None:
         if not self.breaker.allow():
-            self.metrics.fallbacks += 1
+            self.metrics.add("fallbacks")
             return None
         period = None if self.local is None else self.local.listening
         try:
@@ -274,7 +274,7 @@ class CachedViews:
                 lookup = await self.cache.lookup(slot, epoch=self._epochs.get(slot.projection))
         except Exception as exc:
             self._failed(exc)
-            self.metrics.fallbacks += 1
+            self.metrics.add("fallbacks")
             return None
         self.breaker.success()
         self._epochs[slot.projection] = lookup.ticket.epoch
@@ -316,7 +316,7 @@ class CachedViews:
 
     async def _load_once(self, load: Load) -> Loaded:
         loaded = await load()
-        self.metrics.loads += 1
+        self.metrics.add("loads")
         return loaded
 
     async def _store(self, slot: Slot, loaded: Loaded, ticket: Ticket) -> None:
@@ -333,16 +333,16 @@ class CachedViews:
             return
         self.breaker.success()
         if outcome is StoreOutcome.STORED:
-            self.metrics.stores += 1
+            self.metrics.add("stores")
             if self.local is not None and not slot.is_list:
                 self.local.put(slot, entry, ticket.epoch)
         else:
-            self.metrics.refused_older += 1
+            self.metrics.add("refused_older")
 
     def _failed(self, exc: BaseException) -> None:
         opened = self.breaker.status().opened
         self.breaker.failure(exc)
-        self.metrics.errors += 1
+        self.metrics.add("errors")
         status = self.breaker.status()
         if status.opened != opened:
             log.warning(

@@ -51,8 +51,20 @@ async def note(app: App, note_id: str, *, min_position: int | None = None) -> di
     return {"text": answer.text, "writes": answer.writes, "edition": answer.edition}
 
 
+async def recorded(app: App) -> dict[str, float]:
+    """The cache's Prometheus counters, as ``/metrics`` would show them."""
+    return {
+        sample.name: sample.value
+        for family in await app.metrics.snapshot()
+        if family.name.startswith("twofold_cache_")
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
 async def test_queries_read_through_the_cache_and_see_every_write(app: App) -> None:
     assert app.cache is not None
+    before = await recorded(app)
     first = await app.dispatch(WriteNote(note_id="n1", text="a"))
     assert await note(app, "n1", min_position=first.position) == {
         "text": "a",
@@ -70,6 +82,10 @@ async def test_queries_read_through_the_cache_and_see_every_write(app: App) -> N
         assert await note(app, "n1") == seen  # cached now, and still the newest
     assert counters.invalidations >= 5
     assert counters.fallbacks == 0 and counters.errors == 0
+    after = await recorded(app)
+    for name, count in counters.as_dict().items():
+        key = f"twofold_cache_{name}_total"
+        assert after[key] - before.get(key, 0.0) == count, (name, after, before)
 
 
 async def test_a_rebuild_switch_never_serves_the_old_copy(
