@@ -4,18 +4,17 @@
 5 KB), answered by:
 
 - ``join``: a route over a normalized PostgreSQL schema (users, posts, comments) running
-  seed 002's three-table JOIN and building the same JSON (checked equal at start);
-- ``sqlite``, ``postgres``: twofold's QueryBus and the shop's ``GetPost`` handler over the
-  read store, no cache;
-- ``…+redis``: the same through ``CachedViews`` with Redis in front (``RedisViewCache``);
-- ``…+redis+local``: with the in-process cache in front of Redis as well.
+  seed 002's three-table JOIN and building the same JSON (checked equal at start), a bare
+  Starlette app of this script (``target_app``) served by ``twofold serve``;
+- ``sqlite``, ``postgres``: the reference shop as users run it, ``twofold serve --workers
+  2`` with ``TWOFOLD_READ_STORE`` naming the read store, no cache;
+- ``…+redis``: the same with ``TWOFOLD_CACHE=redis://…`` (the wiring of ``bootstrap``);
+- ``…+redis+local``: with ``TWOFOLD_CACHE_LOCAL=1000`` as well (the in-process cache).
 
-The cache is not wired into ``twofold serve`` yet (it comes with the one assembler), so
-each target is a small Starlette app this script builds (``target_app``), served by
-``twofold serve --workers 2`` (uvicorn, uvloop, httptools) like ``bench_http.py``; the
-twofold routes use the real QueryBus, handler, answer types and read stores. wrk on
+Every server runs 2 workers (uvicorn, uvloop, httptools) like ``bench_http.py``. wrk on
 loopback at 32 connections; rounds interleave the targets. Also, in one process and one
-client, the latency of one read through each path (``inproc``).
+client, the latency of one read through each path (``inproc``: ``App.ask`` of an App that
+``bootstrap`` built from the same settings, or the JOIN route's handler).
 
     .venv/bin/python bench/bench_cache.py                  # 3 rounds x 10 s per target
     .venv/bin/python bench/bench_cache.py --quick          # one round of 3 s
@@ -41,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -59,17 +58,11 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_http import free_port, server, wrk  # noqa: E402
 
-from twofold import Settings, bootstrap  # noqa: E402
+from twofold import App, Settings, bootstrap  # noqa: E402
 from twofold.adapters.postgres._pool import ConnectionPool  # noqa: E402
-from twofold.adapters.postgres.opening import open_postgres_read_store  # noqa: E402
-from twofold.adapters.sqlite.read_store import SQLiteReadStore  # noqa: E402
-from twofold.application.positions import PositionTracker  # noqa: E402
-from twofold.application.queries import QueryBus  # noqa: E402
-from twofold.application.views import ReadStore, ViewReader  # noqa: E402
 from twofold.codec import decode_json, encode_json  # noqa: E402
 from twofold.examples import shop  # noqa: E402
 from twofold.examples.shop import AddComment, CreatePost, CreateUser, GetPost  # noqa: E402
-from twofold.examples.shop.queries import register_queries  # noqa: E402
 
 POSTS = 200
 COMMENTS = 20
@@ -84,9 +77,7 @@ TARGETS = (
     "sqlite+redis+local",
 )
 
-# -- the targets, one Starlette app per worker process -------------------------------------
-
-ROUTE_VIEWS: list[Any] = []  # the CachedViews this process built (for their metrics)
+# -- the targets ----------------------------------------------------------------------------
 
 _JOIN = """
 SELECT p.id, p.title, p.body, p.created_at, p.updated_at, p.version,
@@ -143,79 +134,56 @@ class JoinRoute:
         await self.pool.close()
 
 
-class TwofoldRoute:
-    """The shop's GetPost through a QueryBus over ``views``."""
+def target_settings(target: str, *, projections: str = "run") -> dict[str, str]:
+    """The ``TWOFOLD_*`` environment of a twofold target (``sqlite+redis+local``, ...)."""
+    env = os.environ
+    kind, *layers = target.split("+")
+    views = (
+        f"sqlite:///{env['BENCH_SQLITE_VIEWS']}" if kind == "sqlite" else env["BENCH_PG_VIEWS_URL"]
+    )
+    settings = {
+        "TWOFOLD_EVENT_STORE": f"sqlite:///{env['BENCH_SQLITE_EVENTS']}",
+        "TWOFOLD_READ_STORE": views,
+        "TWOFOLD_PROJECTIONS": projections,
+    }
+    if "redis" in layers:
+        # A namespace per target: each measures its own cache, from cold.
+        namespace = f"{env['BENCH_NAMESPACE']}-{target.replace('+', '-')}"
+        settings["TWOFOLD_CACHE"] = f"{env['BENCH_REDIS_URL']}?namespace={namespace}"
+    if "local" in layers:
+        settings["TWOFOLD_CACHE_LOCAL"] = "1000"
+    return settings
 
-    def __init__(self, views: ViewReader, closers: list[Callable[[], Awaitable[Any]]]) -> None:
-        self.bus = QueryBus(views, PositionTracker())
-        register_queries(self.bus)
-        self.closers = closers
+
+class AppRoute:
+    """The shop's GetPost asked of an App that bootstrap built for a target."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
 
     async def answer(self, post_id: str) -> bytes | None:
-        post = await self.bus.ask(GetPost(post_id=post_id))
+        post = await self.app.ask(GetPost(post_id=post_id))
         return None if post is None else encode_json(post)
 
     async def close(self) -> None:
-        for close in self.closers:
-            await close()
+        if self.app.cache is not None:
+            sys.stderr.write(f"    cache counters: {self.app.cache.metrics.as_dict()}\n")
+        await self.app.close()
 
 
-async def open_route(target: str) -> JoinRoute | TwofoldRoute:
+async def open_route(target: str) -> JoinRoute | AppRoute:
     env = os.environ
     if target == "join":
         return JoinRoute(env["BENCH_PG_URL"], env["BENCH_JOIN_SCHEMA"])
-    kind, *layers = target.split("+")
-    store: ReadStore
-    if kind == "sqlite":
-        store = await SQLiteReadStore.open(env["BENCH_SQLITE_VIEWS"])
-    else:
-        store = await open_postgres_read_store(env["BENCH_PG_VIEWS_URL"])
-    for projection in shop.SERVICE.projection_instances():  # registers the collections
-        await store.prepare(projection.name, projection.collections)
-    if not layers:
-        return TwofoldRoute(store, [store.close])
-    views, closers = await open_cached(kind, store, local="local" in layers)
-    return TwofoldRoute(views, [*closers, store.close])
-
-
-async def open_cached(
-    kind: str, store: ReadStore, *, local: bool
-) -> tuple[ViewReader, list[Callable[[], Awaitable[Any]]]]:
-    from twofold.adapters.postgres.cache_reads import PostgresPositionedReader
-    from twofold.adapters.postgres.read_store import PostgresReadStore
-    from twofold.adapters.redis.cache import RedisViewCache
-    from twofold.adapters.sqlite.cache_reads import SQLitePositionedReader
-    from twofold.application.cache import CacheSettings, PositionedReader
-    from twofold.application.cache_views import CachedViews, owners_of
-
-    # One namespace per read store: two services must not share entries.
-    settings = CacheSettings(
-        namespace=f"{os.environ['BENCH_NAMESPACE']}{kind}", local_entries=1000 if local else 0
-    )
-    loader: PositionedReader
-    if kind == "sqlite":
-        assert isinstance(store, SQLiteReadStore)
-        loader = SQLitePositionedReader(store)
-    else:
-        assert isinstance(store, PostgresReadStore)
-        loader = PostgresPositionedReader(store)
-    cache = RedisViewCache.open(os.environ["BENCH_REDIS_URL"], settings)
-    views = CachedViews(
-        store,
-        loader,
-        cache,
-        owners=owners_of(shop.SERVICE.projection_instances()),
-        settings=settings,
-    )
-    await views.start()
-    ROUTE_VIEWS.append(views)
-    return views, [cache.close, loader.close]  # type: ignore[attr-defined]
+    settings = Settings.from_env(target_settings(target, projections="off"))
+    app = await bootstrap(shop.SERVICE, settings)
+    await app.start()
+    return AppRoute(app)
 
 
 def target_app() -> Starlette:
-    """The app of ``BENCH_TARGET`` (one of TARGETS), for ``twofold serve``."""
-    target = os.environ["BENCH_TARGET"]
-    routes: list[JoinRoute | TwofoldRoute] = []
+    """The JOIN route's app, for ``twofold serve``."""
+    routes: list[JoinRoute | AppRoute] = []
 
     async def get_post(request: Request) -> Response:
         body = await routes[0].answer(request.path_params["post_id"])
@@ -228,7 +196,7 @@ def target_app() -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        routes.append(await open_route(target))
+        routes.append(await open_route("join"))
         try:
             yield
         finally:
@@ -368,8 +336,6 @@ async def inproc_latency(target: str, ids: list[str], reads: int) -> dict[str, f
     finally:
         await route.close()
     samples.sort()
-    if ROUTE_VIEWS:
-        sys.stderr.write(f"  {target} cache: {ROUTE_VIEWS.pop().metrics.as_dict()}\n")
     return {
         "p50_us": round(samples[len(samples) // 2], 1),
         "p99_us": round(samples[int(len(samples) * 0.99)], 1),
@@ -447,6 +413,7 @@ def run(
         BENCH_PG_URL=pg_url,
         BENCH_JOIN_SCHEMA=join_schema,
         BENCH_SQLITE_VIEWS=str(work / "views.db"),
+        BENCH_SQLITE_EVENTS=str(work / "events.db"),
         BENCH_PG_VIEWS_URL=pg_views_url,
         BENCH_REDIS_URL=redis_url,
         BENCH_NAMESPACE=namespace,
@@ -467,10 +434,13 @@ def run(
         urls: dict[str, str] = {}
         for target in targets:
             port = free_port()
-            command = [*twofold, "bench.bench_cache:target_app", "--port", str(port)]
-            urls[target] = stack.enter_context(
-                server(command, env={**env, "BENCH_TARGET": target}, cwd=REPO, port=port)
-            )
+            if target == "join":
+                command = [*twofold, "bench.bench_cache:target_app", "--port", str(port)]
+                served = env
+            else:  # the reference shop, configured as its users configure it
+                command = [*twofold, "--port", str(port)]
+                served = {**env, **target_settings(target)}
+            urls[target] = stack.enter_context(server(command, env=served, cwd=work, port=port))
         answers = {t: httpx.get(f"{u}/api/posts/{ids[7]}").json() for t, u in urls.items()}
         reference = next(iter(answers.values()))
         for target, answer in answers.items():
