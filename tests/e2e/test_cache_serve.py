@@ -111,14 +111,18 @@ async def rebuild_elsewhere(env: dict[str, str], namespace: str, redis_url: str)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("local", ["0", "1000"], ids=["redis", "redis+local"])
 def test_a_rebuild_switch_never_serves_the_old_copy(
+    local: str,
     stores: dict[str, str],
     redis_url: str,
     namespace: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    env = environment(**stores, TWOFOLD_CACHE=f"{redis_url}?namespace={namespace}")
+    env = environment(
+        **stores, TWOFOLD_CACHE=f"{redis_url}?namespace={namespace}", TWOFOLD_CACHE_LOCAL=local
+    )
     with ExitStack() as stack:
         url, _ = stack.enter_context(serving([APP, "--workers", "2"], cwd=tmp_path, env=env))
         a, b = pinned_clients(url, stack).values()
@@ -128,7 +132,8 @@ def test_a_rebuild_switch_never_serves_the_old_copy(
         for client in (a, b, a, b):
             for n in range(6):
                 assert get(client, f"n{n}", last)["edition"] == "1"
-        hits = sum(health(c)["cache"]["counters"]["hits"] for c in (a, b))
+        counters = [health(c)["cache"]["counters"] for c in (a, b)]
+        hits = sum(c["hits"] + c["local_hits"] for c in counters)
         assert hits > 0, "the first edition was served by the cache"
 
         monkeypatch.setenv("NOTES_EDITION", "2")

@@ -103,10 +103,11 @@ class World:
         await self.store.commit_batch(
             "orders", generation, apply, checkpoint=self.checkpoint, last_event_at=None
         )
+        # As the runner does: the cache abandons the old copy before the switch.
+        await self.invalidator.reset("orders", generation, self.checkpoint)
         await self.store.switch("orders", generation)
         self.generation = generation
         self.positions.reset("orders", self.checkpoint)
-        await self.invalidator.reset("orders", generation, self.checkpoint)
 
     async def close(self) -> None:
         await self.invalidator.close()

@@ -72,8 +72,9 @@ _RESET = """
 local function reset(gen, through)
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'epoch', ARGV[3], 'gen', gen, 'through', through)
-  redis.call('PUBLISH', ARGV[4], cjson.encode({'reset', ARGV[5], ARGV[3], gen, through}))
-  return {'reset', ARGV[3]}
+  local heard = redis.call('PUBLISH', ARGV[4],
+    cjson.encode({'reset', ARGV[5], ARGV[3], gen, through}))
+  return {'reset', ARGV[3], heard}
 end
 """
 
@@ -116,7 +117,7 @@ return {'ok', m[1]}
 
 # KEYS: meta
 # ARGV: 1 generation, 2 checkpoint, 3 new epoch, 4 channel, 5 projection, 6 force ('1')
-# -> {'reset' | 'ignored', epoch}
+# -> {'reset', epoch, processes that heard the notice} | {'ignored', epoch}
 RESET = (
     _RESET
     + """

@@ -49,6 +49,9 @@ __all__ = ["RedisViewCache", "settings_from_url"]
 log = logging.getLogger("twofold.cache")
 
 _OUTCOMES = {b"stored": StoreOutcome.STORED, b"older": StoreOutcome.OLDER}
+RESET_WAIT = 0.5
+"""Seconds a reset waits at most for the processes whose in-process caches heard it to
+drop the projection's entries (a rebuild's switch follows the reset)."""
 _documents = msgspec.json.Encoder()
 _header = msgspec.json.Decoder(list[str | int])
 _keys = msgspec.json.Decoder(dict[str, list[str]] | list[Any])
@@ -225,6 +228,8 @@ class RedisViewCache:
             )
             outcome, epoch = reply[0], reply[1].decode()
             self._epochs[projection] = epoch
+            if outcome == b"reset" and int(reply[2]) > 0:
+                await self._acknowledged(projection, epoch, int(reply[2]))
             if outcome != b"epoch":
                 return
             guess = epoch
@@ -247,6 +252,49 @@ class RedisViewCache:
         )
         if reply[1] is not None:
             self._epochs[projection] = reply[1].decode()
+        if reply[0] == b"reset" and int(reply[2]) > 0:
+            await self._acknowledged(projection, reply[1].decode(), int(reply[2]))
+
+    def ack_key(self, projection: str, epoch: str) -> str:
+        return f"{{{self.settings.namespace}:{projection}}}:ack:{epoch}"
+
+    async def _acknowledged(self, projection: str, epoch: str, heard: int) -> None:
+        """Wait (up to ``RESET_WAIT`` seconds) until the ``heard`` processes whose
+        in-process caches heard the reset have dropped the projection's entries: a reset
+        comes before a switch, and no process may answer from the old copy after it."""
+        key = self.ack_key(projection, epoch)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RESET_WAIT
+        try:
+            for done in range(heard):
+                left = deadline - loop.time()
+                popped = None
+                if left > 0:
+                    popped = await self.client.blpop([key], timeout=max(left, 0.01))
+                if popped is None:
+                    log.warning(
+                        "%d of %d processes acknowledged the cache reset of %s within %.1f s; "
+                        "going on (the others may answer from their in-process cache until "
+                        "the notice reaches them)",
+                        done,
+                        heard,
+                        projection,
+                        RESET_WAIT,
+                    )
+                    return
+        finally:
+            await self.client.delete(key)
+
+    async def _acknowledge(self, notice: Reset) -> None:
+        """Tell the resetting process that this one dropped the projection's entries."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                key = self.ack_key(notice.projection, notice.epoch)
+                pipe.rpush(key, b"1")
+                pipe.pexpire(key, _ms(RESET_WAIT * 4))
+                await pipe.execute()
+        except Exception as exc:  # the resetting process stops waiting at its deadline
+            log.info("cannot acknowledge the cache reset of %s: %s", notice.projection, exc)
 
     async def watch(self, notify: Callable[[CacheNotice], None]) -> None:
         if self._watcher is not None:
@@ -271,6 +319,8 @@ class RedisViewCache:
                         notice = _notice(message["data"])
                         if notice is not None:
                             notify(notice)
+                            if isinstance(notice, Reset):
+                                await self._acknowledge(notice)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
