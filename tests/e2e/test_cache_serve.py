@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.notes_api import NOTES
-from tests.e2e.processes import environment, serving
+from tests.e2e.processes import environment, serving, twofold
 from tests.e2e.shop_client import ok
 from tests.e2e.test_workers import DEADLINE, pinned_clients
 from tests.integration.postgres.conftest import pg_schema, postgres_url
@@ -247,3 +247,22 @@ def test_queries_keep_answering_when_redis_is_killed_under_load(
         position = put(clients[max(clients)], "n0", "back")
         for client in clients.values():
             assert get(client, "n0", position)["text"] == "back"
+
+
+def test_serve_refuses_bad_cache_settings_naming_each_problem(tmp_path: Path) -> None:
+    env = environment(
+        TWOFOLD_CACHE="redis://127.0.0.1:6379/0?ttl=5&colour=blue",
+        TWOFOLD_CACHE_TTL="30",
+        TWOFOLD_CACHE_LOCAL="100",
+    )
+    process = twofold("serve", "--port", "0", cwd=tmp_path, env=env)
+    output, _ = process.communicate(timeout=DEADLINE)
+    assert process.returncode == 2, output
+    lines = output.strip().splitlines()
+    assert lines == [
+        "twofold serve: TWOFOLD_CACHE sets ttl and TWOFOLD_CACHE_TTL sets it too; say it once",
+        "twofold serve: TWOFOLD_CACHE option 'colour' is not understood; twofold's options: "
+        "failure_threshold, lists, local_entries, namespace, not_found_ttl, reset_after, "
+        "timeout, tombstone_ttl, ttl",
+    ]
+    assert not list(tmp_path.iterdir()), "nothing is created"

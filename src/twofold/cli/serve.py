@@ -103,7 +103,7 @@ def serve(args: argparse.Namespace) -> int:
         if args.workers > 1 and args.port == 0:
             problems.append("--port 0 picks a port per process; give one port to share")
         if not problems:
-            check_settings(settings)  # the stores' and the bus's URLs, one line each
+            check_settings(settings)  # the stores', the bus's and the cache's, one line each
             resolve(load_target(spec), spec)  # fail here, once, rather than in each worker
             bind(args.host, args.port, reuse_port=False).close()  # the address is free
     except OSError as error:
@@ -153,9 +153,13 @@ def describe(settings: Settings, *, spec: str, host: str, port: int, workers: in
     if settings.bus_urls:
         where = "run in one worker process" if settings.relay == "run" else "off (twofold relay)"
         relay = f"; relay to {', '.join(map(redact, settings.bus_urls))} {where}"
+    cache = ""
+    if settings.cache is not None:
+        local = f" + {settings.cache_local} in each process" if settings.cache_local else ""
+        cache = f", cache {redact(settings.cache)}{local}"
     return (
         f"twofold: serving {spec} on http://{shown}:{port} with {workers} worker{plural}; "
-        f"events {redact(settings.event_store)}, views {redact(settings.read_store)}; "
+        f"events {redact(settings.event_store)}, views {redact(settings.read_store)}{cache}; "
         f"projections {projections}{relay}; auth {auth}"
     )
 
