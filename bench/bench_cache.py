@@ -420,6 +420,7 @@ def run(
     )
     os.environ.update({k: v for k, v in env.items() if k.startswith("BENCH_")})
     targets = list(args.only or TARGETS)
+    load_at_start = os.getloadavg()
 
     inproc: dict[str, dict[str, float]] = {}
     for target in targets:
@@ -460,6 +461,18 @@ def run(
         t: {k: round(statistics.median(r[k] for r in rs), 3) for k in rs[0]}
         for t, rs in runs.items()
     }
+    # Other work on the machine moves every figure: say how busy it was.
+    print(
+        json.dumps(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "load_average_at_start": [round(x, 2) for x in load_at_start],
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                }
+            }
+        )
+    )
     route = "GET /api/posts/{id}"
     for target, median in medians.items():
         line = {"target": target, "route": route, "workers": args.workers, "doc_bytes": size}
