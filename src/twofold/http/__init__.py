@@ -7,10 +7,11 @@ your own writes, ETags, OpenAPI at ``/openapi.json``, docs at ``/docs`` and ``/h
 
 from twofold.http.api import Call, CommandRoute, HttpApi, Id, QueryRoute
 from twofold.http.endpoints import CommandAccepted
-from twofold.http.health import Health, ProjectionHealth
+from twofold.http.health import CacheHealth, Health, ProjectionHealth
 from twofold.http.problems import FieldProblem, Problem
 
 __all__ = [
+    "CacheHealth",
     "Call",
     "CommandAccepted",
     "CommandRoute",
