@@ -147,16 +147,16 @@ class ProjectionRunner:
         if letters and state.error is not None and state.status is ProjectionStatus.RUNNING:
             self._park_errors[self.generation] = state.error
         self.positions.reset(self.name, self.checkpoint)
-        if switched:  # another process switched copies: the cache holds the old one
-            await self._cache_reset()
         if refusal is None:
             self.positions.accept(self.name)
-            return
-        if self.status is not ProjectionStatus.REFUSED:
-            log.error("%s", refusal)
-        self.status = ProjectionStatus.REFUSED
-        self.error = str(refusal)
-        self.positions.refuse(self.name, refusal)
+        else:
+            if self.status is not ProjectionStatus.REFUSED:
+                log.error("%s", refusal)
+            self.status = ProjectionStatus.REFUSED
+            self.error = str(refusal)
+            self.positions.refuse(self.name, refusal)
+        if switched:  # another process switched copies: the cache holds the old one
+            await self._cache_reset()
 
     async def _foreign(self, state: ProjectionState) -> ForeignViewsError | None:
         """Why the stored views do not belong to the event store, if they do not: built
