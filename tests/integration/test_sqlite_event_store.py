@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -267,3 +269,27 @@ async def test_a_file_of_an_older_schema_is_migrated_forward(tmp_path: Path) -> 
         ).fetchone()
     conn.close()
     assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1)) and index is not None
+
+
+async def test_reading_the_log_gives_each_event_its_own_id_and_time(tmp_path: Path) -> None:
+    # Rows are turned into records a page at a time, with one time made per run of rows
+    # that share it: events committed together share it, the others must not.
+    async with SQLiteEventStore(tmp_path / "events.db") as store:
+        appended: list[RecordedEvent] = []
+        together = await store.append("a", [new_event(), new_event()], expected_version=NO_STREAM)
+        appended.extend(together.events)
+        for stream in ("b", "c"):
+            result = await store.append(stream, [new_event()], expected_version=NO_STREAM)
+            appended.extend(result.events)
+        with sqlite3.connect(tmp_path / "events.db") as conn:
+            # Times a microsecond apart, and one before 1970: each read back as stored.
+            conn.execute("UPDATE events SET recorded_at = 1 WHERE stream_id = 'b'")
+            conn.execute("UPDATE events SET recorded_at = -1 WHERE stream_id = 'c'")
+        conn.close()
+        read = await store.read_all(after=0)
+    assert [e.event_id for e in read] == [e.event_id for e in appended]
+    assert read[:2] == appended[:2]
+    assert read[0].recorded_at == read[1].recorded_at
+    assert read[2].recorded_at == datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+    assert read[3].recorded_at == datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert all(type(e.event_id) is uuid.UUID for e in read)
