@@ -39,7 +39,8 @@ class Projection:
 
     - ``name``: stable name of the projection (its checkpoint is kept under it).
     - ``collections``: the collections it owns; only it writes them.
-    - ``batch_size``: events applied per transaction.
+    - ``batch_size``: events applied per transaction (at most; a catch-up or a rebuild
+      reads the log in pages of this size).
     - ``retries``, ``retry_delay``: a failing event is retried with exponential backoff
       (``retry_delay`` * 2^n seconds) this many times before ``on_error`` applies.
     - ``on_error``: ``"stop"`` stops the projection and reports the error; ``"park"`` moves
@@ -48,7 +49,7 @@ class Projection:
 
     name: ClassVar[str] = ""
     collections: ClassVar[tuple[Collection, ...]] = ()
-    batch_size: ClassVar[int] = 500
+    batch_size: ClassVar[int] = 1000
     retries: ClassVar[int] = 3
     retry_delay: ClassVar[float] = 0.05
     on_error: ClassVar[Literal["stop", "park"]] = "stop"
