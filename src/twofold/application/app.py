@@ -210,10 +210,12 @@ class App:
             position = await self.event_store.head_position()
         await self.positions.wait(list(self.runners), position, timeout)
 
-    async def rebuild(self, name: str) -> int:
+    async def rebuild(self, name: str, progress: Callable[[int, int], None] | None = None) -> int:
         """Replay the whole log into a fresh copy of ``name``'s views, then switch to it
-        (blue/green); it also ends a stop or a refusal. Returns the new checkpoint."""
-        return await self.runner(name).rebuild()
+        (blue/green); it also ends a stop or a refusal. Returns the new checkpoint.
+
+        ``progress(done, total)``: called after every batch (``ProjectionRunner.rebuild``)."""
+        return await self.runner(name).rebuild(progress)
 
     # -- dead letters ---------------------------------------------------------------------
     # Call them in the process that runs the projection (with TWOFOLD_PROJECTIONS=run): it

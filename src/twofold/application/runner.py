@@ -29,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 from twofold.application.cache_invalidation import CacheInvalidator, recording
+from twofold.application.pages import PageReader
 from twofold.application.ports import EventStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import HandlerFailed, Projection, make_apply
@@ -255,15 +256,18 @@ class ProjectionRunner:
         """Apply every event already in the log; return the checkpoint reached."""
         if not self._started:
             await self.start()
-        size = self.projection.batch_size
-        while self.status not in _HALTED:
-            page = await self.event_store.read_all(after=self.checkpoint, limit=size)
-            if not page:
-                break
-            try:
-                await self.process(page)
-            except GenerationChangedError:
-                await self._reload()
+        pages = PageReader(self.event_store, self.projection.batch_size)
+        try:
+            while self.status not in _HALTED:
+                page = await pages.after(self.checkpoint)
+                if not page:
+                    break
+                try:
+                    await self.process(page)
+                except GenerationChangedError:
+                    await self._reload()
+        finally:
+            await pages.close()
         if self.status is ProjectionStatus.RETRYING:
             await self._settle()  # caught up: whatever failed works again
         return self.checkpoint
@@ -451,9 +455,14 @@ class ProjectionRunner:
 
     # -- operations -----------------------------------------------------------------------
 
-    async def rebuild(self) -> int:
+    async def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Replay the whole log into a fresh copy while the old one serves, then switch.
 
+        ``progress(done, total)`` is called after every batch and at the switch (only
+        with news): ``done`` is the position the new copy reached, ``total`` the log's
+        head, read at the start and again whenever the copy passes it (the log grows
+        meanwhile); at the switch ``done == total``. It runs on the event loop, so it must
+        be quick; an error it raises ends the rebuild, and the old copy keeps serving.
         Returns the checkpoint of the new copy at the switch.
         """
         collections = self.projection.collections
@@ -462,23 +471,35 @@ class ProjectionRunner:
             self.name, generation, await self.event_store.identity()
         )
         checkpoint = 0
+        total = await self.event_store.head_position() if progress is not None else 0
+        shown = (-1, -1)
         self._parked[generation] = set()
-        size = self.projection.batch_size
-        try:
-            # Most of the replay runs beside the live runner; only the tail holds the lock.
+        pages = PageReader(self.event_store, self.projection.batch_size)
+
+        def report(done: int, of: int) -> None:
+            nonlocal shown
+            if progress is not None and (done, of) != shown:
+                shown = (done, of)
+                progress(done, of)
+
+        async def replay() -> None:
+            nonlocal checkpoint, total
             while True:
-                page = await self.event_store.read_all(after=checkpoint, limit=size)
+                page = await pages.after(checkpoint)
                 if not page:
-                    break
+                    return
                 await self._process(page, generation)
                 checkpoint = page[-1].position
+                if progress is not None:
+                    if checkpoint > total:
+                        total = max(checkpoint, await self.event_store.head_position())
+                    report(checkpoint, total)
+
+        try:
+            # Most of the replay runs beside the live runner; only the tail holds the lock.
+            await replay()
             async with self._lock:
-                while True:
-                    page = await self.event_store.read_all(after=checkpoint, limit=size)
-                    if not page:
-                        break
-                    await self._process(page, generation)
-                    checkpoint = page[-1].position
+                await replay()
                 await self._switch(generation, checkpoint)
                 self._parked = {generation: self._parked.get(generation, set())}
                 self._park_errors = {g: e for g, e in self._park_errors.items() if g == generation}
@@ -490,10 +511,13 @@ class ProjectionRunner:
                 self.positions.accept(self.name)
                 await self._settle()
                 self._resumed.set()
+            report(checkpoint, checkpoint)
         except BaseException:
             self._parked.pop(generation, None)
             self._park_errors.pop(generation, None)
             raise
+        finally:
+            await pages.close()
         return checkpoint
 
     async def _switch(self, generation: int, checkpoint: int) -> None:
