@@ -439,17 +439,22 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CENTS = Decimal("0.01")
 
 
-def bare_rebuild(events_db: Path, views_db: Path, batch: int = 500) -> float:
+def bare_rebuild(
+    events_db: Path, views_db: Path, batch: int = 500, *, secure_delete: str | None = None
+) -> float:
     """What the ``orders`` projection does, by hand: read the log 500 events at a time,
     decode each event's JSON, build the same four kinds of documents (orders, customer
     statistics, customer and product names), and write each batch's changed documents with
     one ``executemany`` per table plus the checkpoint, in one transaction (WAL, NORMAL:
-    the read store's durability). Returns events/s."""
+    the read store's durability; ``secure_delete``: that pragma, as the read store sets
+    it). Returns events/s."""
     views_db.unlink(missing_ok=True)
     src = sqlite3.connect(events_db, isolation_level=None)
     dst = sqlite3.connect(views_db, isolation_level=None)
     dst.execute("PRAGMA journal_mode = WAL")
     dst.execute("PRAGMA synchronous = NORMAL")
+    if secure_delete is not None:
+        dst.execute(f"PRAGMA secure_delete = {secure_delete}")
     tables = {
         "orders": ("customer_id", "status", "created_at"),
         "statistics": (),

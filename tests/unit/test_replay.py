@@ -92,7 +92,7 @@ def runner_for(stores: Stores) -> ProjectionRunner:
 
 
 def other_tasks() -> set[asyncio.Task[Any]]:
-    return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+    return asyncio.all_tasks() - {asyncio.current_task()}
 
 
 async def test_catch_up_reads_each_page_once_and_applies_every_event(stores: Stores) -> None:
