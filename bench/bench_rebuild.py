@@ -16,7 +16,10 @@ taking turns, ``--repeat`` times:
 
 Figures are events/s (events in the log over wall time), medians over the repeats; ratios
 are twofold's median over the bare median. Target: at least 0.75 of the bare rate, for the
-rebuild and the catch-up, on both backends.
+rebuild and the catch-up, on both backends. Also printed: ``paired.*``, the median of each
+round's own ratio (robust when the machine's load changes between rounds), and on SQLite
+``cpu.*``, events per CPU-second of this process (all the work, when the store is SQLite:
+what the figures would be on an idle machine's one core).
 
     .venv/bin/python bench/bench_rebuild.py --repeat 5          # full: a few minutes
     .venv/bin/python bench/bench_rebuild.py --quick             # smoke run
@@ -34,9 +37,11 @@ import asyncio
 import os
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -103,37 +108,60 @@ async def build_log(settings: Settings, events: int) -> App:
     return app
 
 
-async def twofold_rebuild(app: App, report: Report, db: str) -> None:
-    head = await app.event_store.head_position()
-    with progress_bar(f"rebuild {PROJECTION}") as progress, stopwatch() as elapsed:
+@dataclass
+class Round:
+    """One round's figures: events/s (wall) and events per CPU-second of this process."""
+
+    events: int
+    rates: dict[str, float] = field(default_factory=dict)
+    cpu_rates: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timing(self, what: str) -> Iterator[None]:
+        cpu = time.process_time()
+        with stopwatch() as elapsed:
+            yield
+        self.cpu_rates[what] = self.events / max(time.process_time() - cpu, 1e-9)
+        self.rates.setdefault(what, self.events / elapsed[0])
+
+    def report(self, report: Report, db: str, *, cpu: bool) -> None:
+        bare = f"bare.{db}.rebuild"
+        report.add(bare, self.rates["bare"], "events/s", note=f"{BARE_BATCH} per commit")
+        for what in ("rebuild", "catch_up"):
+            mine = f"twofold.{db}.{what}"
+            report.add(mine, self.rates[what], "events/s", ratio_vs=bare, note=_NOTES[what])
+        for what in ("rebuild", "catch_up"):
+            paired = self.rates[what] / self.rates["bare"]
+            report.add(f"paired.{db}.{what}", paired, "x bare", note="median of per-round ratios")
+        if cpu:  # SQLite: all the work is in this process, so its CPU time is all of it
+            report.add(f"cpu.bare.{db}.rebuild", self.cpu_rates["bare"], "events/cpu-s")
+            for what in ("rebuild", "catch_up"):
+                report.add(
+                    f"cpu.twofold.{db}.{what}",
+                    self.cpu_rates[what],
+                    "events/cpu-s",
+                    ratio_vs=f"cpu.bare.{db}.rebuild",
+                )
+
+
+_NOTES = {"rebuild": "App.rebuild, progress bar on", "catch_up": "runner.catch_up() from 0"}
+
+
+async def twofold_rebuild(app: App, round_: Round) -> None:
+    with progress_bar(f"rebuild {PROJECTION}") as progress, round_.timing("rebuild"):
         reached = await app.rebuild(PROJECTION, progress=progress)
-    assert reached == head, (reached, head)
-    report.add(
-        f"twofold.{db}.rebuild",
-        head / elapsed[0],
-        "events/s",
-        ratio_vs=f"bare.{db}.rebuild",
-        note=f"{head} events, progress bar on",
-    )
+    assert reached == round_.events, (reached, round_.events)
 
 
-async def twofold_catch_up(settings: Settings, report: Report, db: str) -> App:
+async def twofold_catch_up(settings: Settings, round_: Round) -> App:
     """Catch up from 0 into the fresh read store of ``settings``; returns the app (open)."""
     app = await bootstrap(shop.SERVICE, settings)
     await app.start()
     runner = app.runner(PROJECTION)
     assert runner.checkpoint == 0, runner.checkpoint
-    head = await app.event_store.head_position()
-    with stopwatch() as elapsed:
+    with round_.timing("catch_up"):
         reached = await runner.catch_up()
-    assert reached == head, (reached, head)
-    report.add(
-        f"twofold.{db}.catch_up",
-        head / elapsed[0],
-        "events/s",
-        ratio_vs=f"bare.{db}.rebuild",
-        note=f"{head} events",
-    )
+    assert reached == round_.events, (reached, round_.events)
     return app
 
 
@@ -145,26 +173,29 @@ async def bench_sqlite(folder: Path, events: int, repeat: int, report: Report) -
     log = bench_core.shop_settings(folder)
     app = await build_log(log, events)
     events_db = Path(app.event_store.path)  # type: ignore[attr-defined]
+    head = await app.event_store.head_position()
     try:
-        for round_ in range(1, repeat + 1):
-            sys.stderr.write(f"sqlite: round {round_} of {repeat}\n")
+        for number in range(1, repeat + 1):
+            sys.stderr.write(f"sqlite: round {number} of {repeat}\n")
+            round_ = Round(head)
             bare_db = folder / "bare-views.db"
-            rate = bench_core.bare_rebuild(
-                events_db, bare_db, batch=BARE_BATCH, secure_delete="FAST"
-            )
-            report.add("bare.sqlite.rebuild", rate, "events/s", note=f"{BARE_BATCH} per commit")
-            await twofold_rebuild(app, report, "sqlite")
+            with round_.timing("bare"):
+                round_.rates["bare"] = bench_core.bare_rebuild(
+                    events_db, bare_db, batch=BARE_BATCH, secure_delete="FAST"
+                )
+            await twofold_rebuild(app, round_)
             bench_core.same_documents(app, bare_db)
             fresh = Settings(
                 event_store=log.event_store,
-                read_store=f"sqlite:///{folder}/catch-up-{round_}.db",
+                read_store=f"sqlite:///{folder}/catch-up-{number}.db",
                 projections="off",
             )
-            caught = await twofold_catch_up(fresh, report, "sqlite")
+            caught = await twofold_catch_up(fresh, round_)
             try:
                 bench_core.same_documents(caught, bare_db)
             finally:
                 await caught.close()
+            round_.report(report, "sqlite", cpu=True)
     finally:
         await app.close()
 
@@ -178,28 +209,32 @@ async def bench_postgres(url: str, events: int, repeat: int, report: Report) -> 
     sys.stderr.write(f"postgres: building a log of {events:,} events in schema {schema} ...\n")
     store = f"{url}?schema={schema}"
     app = await build_log(Settings(event_store=store, read_store=store, projections="off"), events)
+    head = await app.event_store.head_position()
     try:
-        for round_ in range(1, repeat + 1):
-            sys.stderr.write(f"postgres: round {round_} of {repeat}\n")
-            bare = f"{schema}_bare{round_}"
+        for number in range(1, repeat + 1):
+            sys.stderr.write(f"postgres: round {number} of {repeat}\n")
+            round_ = Round(head)
+            bare = f"{schema}_bare{number}"
             created.append(bare)
-            rate = await asyncio.to_thread(
-                _pg_views.bare_rebuild, url, schema, bare, batch=BARE_BATCH
-            )
-            report.add("bare.postgres.rebuild", rate, "events/s", note=f"{BARE_BATCH} per commit")
-            await twofold_rebuild(app, report, "postgres")
+            with round_.timing("bare"):
+                round_.rates["bare"] = await asyncio.to_thread(
+                    _pg_views.bare_rebuild, url, schema, bare, batch=BARE_BATCH
+                )
+            await twofold_rebuild(app, round_)
             _pg_views.same_documents(url, schema, bare)
-            views = f"{schema}_views{round_}"
+            views = f"{schema}_views{number}"
             created.append(views)
             fresh = Settings(
                 event_store=store, read_store=f"{url}?schema={views}", projections="off"
             )
-            caught = await twofold_catch_up(fresh, report, "postgres")
+            caught = await twofold_catch_up(fresh, round_)
             try:
                 _pg_views.same_documents(url, views, bare)
             finally:
                 await caught.close()
             _drop(url, bare)
+            _drop(url, views)
+            round_.report(report, "postgres", cpu=False)
     finally:
         await app.close()
         for name in reversed(created):
@@ -243,6 +278,8 @@ async def run(args: argparse.Namespace) -> None:
         "rebuild: App.rebuild with a rich progress bar on (stderr); catch-up: a fresh "
         "read store, runner.catch_up() from 0",
         "views: SQLite WAL + synchronous=NORMAL + secure_delete=FAST for twofold and bare sqlite3",
+        "paired.*: median over rounds of twofold / bare in the same round; cpu.*: events per "
+        "CPU-second of the benchmark's process (SQLite only)",
     ]
     backends = args.only or ["sqlite", "postgres"]
     if "sqlite" in backends:
