@@ -50,11 +50,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.text import Text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -73,6 +75,14 @@ BARE_BATCH = 1000
 PROJECTION = "orders"
 
 
+class EventRate(ProgressColumn):
+    """Events per second, as the bar's task measures them."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed
+        return Text("" if speed is None else f"{speed:,.0f} events/s", style="progress.data.speed")
+
+
 @contextmanager
 def progress_bar(title: str) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar on stderr, as ``twofold projections rebuild`` shows it; yields
@@ -83,7 +93,7 @@ def progress_bar(title: str) -> Iterator[Callable[[int, int], None]]:
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
-        TransferSpeedColumn(),
+        EventRate(),
         TimeRemainingColumn(),
         console=console,
         transient=True,

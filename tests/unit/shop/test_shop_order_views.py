@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.unit.shop.shop_fakes import FakeShop
 from twofold.errors import ValidationError
@@ -25,6 +27,7 @@ from twofold.examples.shop import (
     SearchOrders,
     ShipOrder,
 )
+from twofold.examples.shop.projections._documents import money
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 
@@ -229,3 +232,12 @@ def instants(value: Any) -> Any:
     if isinstance(value, str) and _TIME.fullmatch(value):
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value
+
+
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([Decimal("1E+2"), Decimal("1.2E-7"), Decimal("0E-2"), Decimal("-0")])
+)
+def test_money_is_plain_decimal_text_never_an_exponent(amount: Decimal) -> None:
+    text = money(amount)
+    assert text == format(amount, "f") and "E" not in text and Decimal(text) == amount

@@ -43,7 +43,10 @@ def recorded_at(tx: ViewTransaction) -> str:
 
 
 def money(amount: Decimal) -> str:
-    return format(amount, "f")
+    # str() is plain notation except for very small or large exponents, and three times
+    # as fast as format(); an order's every price goes through here.
+    text = str(amount)
+    return text if "E" not in text else format(amount, "f")
 
 
 def add_money(a: str, b: Decimal) -> str:
