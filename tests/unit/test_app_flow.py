@@ -189,9 +189,12 @@ async def test_rebuild_gives_identical_views(app: App) -> None:
         await app.dispatch(Deposit(account_id=f"a{i}", amount=Decimal(i + 1)))
     await app.wait_for_projections()
     before = await app.read_store.find("balances", order_by=[("key", "asc")])
-    await app.rebuild("balances")
+    seen: list[tuple[int, int]] = []
+    head = await app.event_store.head_position()
+    assert await app.rebuild("balances", progress=lambda *p: seen.append(p)) == head
     after = await app.read_store.find("balances", order_by=[("key", "asc")])
     assert before == after and len(after) == 30
+    assert seen == [(head, head)]  # one batch (60 events): reported once
     state = await app.read_store.state("balances")
     assert state.generation == 2
     result = await app.dispatch(Deposit(account_id="a0", amount=Decimal(1)))
