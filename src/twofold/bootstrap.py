@@ -42,6 +42,7 @@ from twofold.application.coordination import Coordination, InProcess
 from twofold.application.inline import InlineRunner
 from twofold.application.metrics import Metrics
 from twofold.application.middleware import default_middleware
+from twofold.application.observe import ObserveCommands, ProjectionGauges
 from twofold.application.ports import EventStore, IdempotencyStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import Projection
@@ -539,8 +540,11 @@ async def bootstrap(
     except BaseException:
         await event_store.close()
         raise
-    repository = Repository(event_store, codec)
-    commands = CommandBus(repository, middleware=default_middleware(idempotency))
+    repository = Repository(event_store, codec, metrics=metrics, tracer=tracer)
+    commands = CommandBus(
+        repository,
+        middleware=[ObserveCommands(metrics, tracer), *default_middleware(idempotency)],
+    )
     positions = PositionTracker()
     caching: Caching | None = None
     views: ViewReader = read_store
@@ -554,7 +558,9 @@ async def bootstrap(
             await event_store.close()
             raise
         views = caching.views
-    queries = QueryBus(views, positions, head=event_store.head_position)
+    queries = QueryBus(
+        views, positions, head=event_store.head_position, metrics=metrics, tracer=tracer
+    )
     service.register(commands, queries)
     invalidator = None if caching is None else caching.invalidator
     runners: list[ProjectionRunner] = []
@@ -568,6 +574,8 @@ async def bootstrap(
                     codec=codec,
                     positions=positions,
                     switch=event_store.switch_inline,  # type: ignore[attr-defined]
+                    metrics=metrics,
+                    tracer=tracer,
                 )
             )
         else:
@@ -579,8 +587,13 @@ async def bootstrap(
                     codec=codec,
                     positions=positions,
                     invalidator=invalidator,
+                    metrics=metrics,
+                    tracer=tracer,
                 )
             )
+    metrics.on_scrape(
+        ProjectionGauges(event_store, read_store, lambda: [runner.name for runner in runners])
+    )
     app = App(
         service=service,
         codec=codec,

@@ -20,6 +20,8 @@
 what clients send (at least ``MIN_SECRET_LENGTH`` characters of visible ASCII, no comma);
 the name (letters, digits, ``_.@-``) is who they are: events record it as their ``actor``.
 An entry without ``name:`` is named ``key-<n>``, n its place in the list (from 1).
+Scopes: ``commands`` (the write API), ``queries`` (the read API), ``admin`` (operations),
+``metrics`` (``GET /metrics`` only, for a Prometheus server; ``admin`` includes it).
 
 ``TWOFOLD_CACHE``: a Redis URL (``redis://``, ``rediss://``, ``unix://``) turns on the
 cache in front of the views (docs/cache.md); its query may hold the cache's other options
@@ -56,7 +58,7 @@ __all__ = ["MIN_SECRET_LENGTH", "ApiKey", "Settings"]
 
 ProjectionMode = Literal["run", "off"]
 RelayMode = Literal["run", "off"]
-_SCOPES = frozenset({"commands", "queries", "admin"})
+_SCOPES = frozenset({"commands", "queries", "admin", "metrics"})
 MIN_SECRET_LENGTH = 16
 """Characters an API key's secret needs at least (a 16-character random secret of
 letters and digits is about 95 bits); ``secrets.token_urlsafe(32)`` makes a good one."""

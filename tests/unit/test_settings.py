@@ -39,7 +39,7 @@ def test_a_short_secret_is_refused_without_showing_it(secret: str) -> None:
     [
         (f"ops:{SECRET}", "must look like name:secret=commands"),
         (f"ops:{SECRET}=", "must look like name:secret=commands"),
-        (f"ops:{SECRET}=write", "must be some of admin, commands, queries"),
+        (f"ops:{SECRET}=write", "must be some of admin, commands, metrics, queries"),
         (f"o p:{SECRET}=admin", "1 to 64 letters"),
         (f"ops:{SECRET}\u00e9=admin", "visible ASCII"),
         (f"ops:{SECRET}1=admin,ops:{SECRET}2=queries", "ops is used twice"),

@@ -39,6 +39,9 @@ class _Span:
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         self._span.set_attribute(key, value)
 
+    def rename(self, name: str) -> None:
+        self._span.update_name(name)
+
     def record_error(self, error: BaseException) -> None:
         self._span.record_exception(error)
         self._span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))

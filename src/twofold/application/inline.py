@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from twofold.application.metrics import Metrics
 from twofold.application.ports import EventStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import Projection
 from twofold.application.runner import ProjectionRunner
+from twofold.application.tracing import Tracer
 from twofold.application.views import ReadStore
 from twofold.codec import Codec
 
@@ -38,6 +40,8 @@ class InlineRunner(ProjectionRunner):
         codec: Codec,
         switch: SwitchInline,
         positions: PositionTracker | None = None,
+        metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         views = cast(ReadStore, _SwitchThrough(read_store, switch))
         super().__init__(
@@ -46,6 +50,8 @@ class InlineRunner(ProjectionRunner):
             read_store=views,
             codec=codec,
             positions=positions,
+            metrics=metrics,
+            tracer=tracer,
         )
 
     async def run(self) -> None:

@@ -88,14 +88,17 @@ class PositionTracker:
         self._positions[projection] = position
         self._wake(projection, position)
 
-    async def wait(self, projections: Sequence[str], position: int, timeout: float) -> None:
+    async def wait(self, projections: Sequence[str], position: int, timeout: float) -> bool:
         """Return once every projection reached ``position``; ConsistencyTimeoutError after
-        ``timeout`` seconds, naming the projection that lags and by how much."""
+        ``timeout`` seconds, naming the projection that lags and by how much. True when
+        some projection was behind (it waited), False when all were there already."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        waited = False
         for name in projections:
             if name in self._inline or self._positions.get(name, 0) >= position:
                 continue
+            waited = True
             future: asyncio.Future[None] = loop.create_future()
             heapq.heappush(
                 self._waiters.setdefault(name, []), (position, next(self._counter), future)
@@ -111,6 +114,7 @@ class PositionTracker:
                 raise ConsistencyTimeoutError(
                     name, position, self._positions.get(name, 0), timeout
                 ) from None
+        return waited
 
     def _drop_done(self, projection: str) -> None:
         waiters = self._waiters.get(projection)

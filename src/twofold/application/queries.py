@@ -26,10 +26,13 @@ answers, encoded; test the two against each other.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from twofold.application.metrics import CounterChild, HistogramChild, Metrics, NoMetrics
 from twofold.application.positions import PositionTracker
+from twofold.application.tracing import NoTracer, Tracer
 from twofold.application.views import ViewReader
 from twofold.domain.messages import Query
 from twofold.errors import (
@@ -43,6 +46,7 @@ from twofold.errors import (
 __all__ = ["JsonHandler", "QueryBus", "QueryHandler"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 QueryHandler = Callable[[Any, ViewReader], Awaitable[Any]]
 JsonHandler = Callable[[Any, ViewReader], Awaitable[bytes | None]]
 
@@ -58,6 +62,8 @@ class QueryBus:
         positions: PositionTracker,
         *,
         head: Callable[[], Awaitable[int]] | None = None,
+        metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.views = views
         self.positions = positions
@@ -66,6 +72,38 @@ class QueryBus:
         exist yet from a view that lags."""
         self._routes: dict[type[Query[Any]], tuple[QueryHandler, tuple[str, ...]]] = {}
         self._json: dict[type[Query[Any]], JsonHandler] = {}
+        self._tracer = tracer if tracer is not None else NoTracer()
+        metrics = metrics if metrics is not None else NoMetrics()
+        labels = ("query",)
+        self._asked = metrics.counter(
+            "twofold_queries_total", "Queries asked, by query type.", labels=labels
+        )
+        self._failed = metrics.counter(
+            "twofold_query_errors_total",
+            "Queries that failed, by query type and error type.",
+            labels=("query", "error"),
+        )
+        self._duration = metrics.histogram(
+            "twofold_query_duration_seconds",
+            "Time to answer a query (a min_position wait included), by query type.",
+            labels=labels,
+        )
+        self._waits = metrics.counter(
+            "twofold_query_position_waits_total",
+            "Queries that waited for a view to reach their min_position, by query type.",
+            labels=labels,
+        )
+        self._wait_duration = metrics.histogram(
+            "twofold_query_position_wait_seconds",
+            "Time queries waited for their min_position (those that waited), by query type.",
+            labels=labels,
+        )
+        self._timeouts = metrics.counter(
+            "twofold_query_position_timeouts_total",
+            "Queries whose view was still behind their min_position at the timeout.",
+            labels=labels,
+        )
+        self._children: dict[type, tuple[CounterChild, HistogramChild, str]] = {}
 
     def register(
         self,
@@ -114,9 +152,37 @@ class QueryBus:
 
         Raises ConsistencyTimeoutError when a view is still behind after ``timeout`` seconds.
         """
-        handler = await self._ready(query, min_position, timeout)
-        answer: R = await handler(query, self.views)
-        return answer
+
+        async def answer() -> R:
+            handler = await self._ready(query, min_position, timeout)
+            found: R = await handler(query, self.views)
+            return found
+
+        return await self._measured(query, answer)
+
+    def _for(self, query_type: type) -> tuple[CounterChild, HistogramChild, str]:
+        found = self._children.get(query_type)
+        if found is None:
+            name = query_type.__name__
+            found = (self._asked.labels(name), self._duration.labels(name), name)
+            self._children[query_type] = found
+        return found
+
+    async def _measured(self, query: Query[Any], answer: Callable[[], Awaitable[T]]) -> T:
+        """``answer()``, counted and timed by the query's type, in a span."""
+        asked, duration, name = self._for(type(query))
+        started = time.perf_counter()
+        try:
+            if self._tracer.enabled:
+                with self._tracer.span(f"query {name}", attributes={"twofold.query.type": name}):
+                    return await answer()
+            return await answer()
+        except Exception as error:
+            self._failed.labels(name, type(error).__name__).inc()
+            raise
+        finally:
+            duration.observe(time.perf_counter() - started)
+            asked.inc()
 
     def has_json(self, query_type: type[Query[Any]]) -> bool:
         """Whether ``query_type`` was registered with a JSON handler (``ask_json``)."""
@@ -133,8 +199,12 @@ class QueryBus:
         json = self._json.get(type(query))
         if json is None:
             raise HandlerNotFoundError(f"{type(query).__name__} (a JSON handler)")
-        await self._ready(query, min_position, timeout)
-        return await json(query, self.views)
+
+        async def answer() -> bytes | None:
+            await self._ready(query, min_position, timeout)
+            return await json(query, self.views)
+
+        return await self._measured(query, answer)
 
     async def _ready(
         self, query: Query[Any], min_position: int | None, timeout: float
@@ -151,9 +221,16 @@ class QueryBus:
                 raise ValidationError({"min_position": "must be 0 or more"})
             if not (timeout >= 0 and math.isfinite(timeout)):
                 raise ValidationError({"timeout": "must be a finite number of seconds >= 0"})
+            started = time.perf_counter()
+            name = type(query).__name__
             try:
-                await self.positions.wait(reads, min_position, timeout)
+                if await self.positions.wait(reads, min_position, timeout):
+                    self._waits.labels(name).inc()
+                    self._wait_duration.labels(name).observe(time.perf_counter() - started)
             except ConsistencyTimeoutError:
+                self._waits.labels(name).inc()
+                self._wait_duration.labels(name).observe(time.perf_counter() - started)
+                self._timeouts.labels(name).inc()
                 self.positions.check(reads)  # refused while it waited
                 if self.head is not None:
                     head = await self.head()

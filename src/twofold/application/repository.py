@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from twofold.application.metrics import SIZE_BUCKETS, Metrics, NoMetrics
 from twofold.application.ports import EventStore
+from twofold.application.tracing import AttributeValue, NoTracer, Tracer
 from twofold.codec import Codec, decode_json, encode_json
 from twofold.domain.aggregate import Aggregate
 from twofold.domain.messages import Metadata
@@ -29,6 +32,7 @@ from twofold.records import (
 __all__ = ["Repository"]
 
 A = TypeVar("A", bound=Aggregate)
+R = TypeVar("R")
 log = logging.getLogger("twofold.repository")
 
 # Streams known to hold events. Events are never deleted, so a stream that exists keeps
@@ -40,9 +44,35 @@ _KNOWN_STREAMS = 65_536
 class Repository:
     """Aggregates in and out of one event store, through one codec."""
 
-    def __init__(self, store: EventStore, codec: Codec) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        codec: Codec,
+        *,
+        metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.store = store
         self.codec = codec
+        self._tracer = tracer if tracer is not None else NoTracer()
+        metrics = metrics if metrics is not None else NoMetrics()
+        self._appends = metrics.counter(
+            "twofold_appends_total", "Appends to the event store (one transaction each)."
+        ).labels()
+        self._append_errors = metrics.counter(
+            "twofold_append_errors_total",
+            "Appends refused or failed, by error type (ConcurrencyError: another writer won).",
+            labels=("error",),
+        )
+        self._appended = metrics.counter(
+            "twofold_appended_events_total", "Events appended to the log."
+        ).labels()
+        self._append_duration = metrics.histogram(
+            "twofold_append_duration_seconds", "Time to append (commit included)."
+        ).labels()
+        self._append_size = metrics.histogram(
+            "twofold_append_events", "Events per append.", buckets=SIZE_BUCKETS
+        ).labels()
         self._registered: set[type[Aggregate]] = set()
         self._known: set[str] = set()
         # A store that can read narrowly (StreamDataReader) loads aggregates faster.
@@ -121,8 +151,12 @@ class Repository:
         if expected_version is None:
             expected_version = aggregate.version if aggregate.version else NO_STREAM
         try:
-            result = await self.store.append(
-                aggregate.stream_id, new_events, expected_version=expected_version
+            result = await self._measured(
+                len(new_events),
+                aggregate.stream_id,
+                lambda: self.store.append(
+                    aggregate.stream_id, new_events, expected_version=expected_version
+                ),
             )
         except ConcurrencyError:
             if expected_version is NO_STREAM or expected_version == 0:
@@ -169,7 +203,11 @@ class Repository:
                 )
             )
         try:
-            results = await self.store.append_streams(appends, idempotency=idempotency)
+            results = await self._measured(
+                sum(len(a.events) for a in appends),
+                ",".join(a.stream_id for a in appends),
+                lambda: self.store.append_streams(appends, idempotency=idempotency),
+            )
         except ConcurrencyError as exc:
             created = next(
                 (a for a in saving if a.stream_id == exc.stream_id and not a.version), None
@@ -180,6 +218,29 @@ class Repository:
         for aggregate, result in zip(saving, results, strict=True):
             await self._saved(aggregate, result)
         return results
+
+    async def _measured(self, count: int, streams: str, append: Callable[[], Awaitable[R]]) -> R:
+        """Run ``append`` (of ``count`` events to ``streams``), timed, counted, in a span."""
+        started = time.perf_counter()
+        try:
+            if self._tracer.enabled:
+                attributes: dict[str, AttributeValue] = {
+                    "twofold.stream_id": streams,
+                    "twofold.events": count,
+                }
+                with self._tracer.span("append", kind="client", attributes=attributes):
+                    result = await append()
+            else:
+                result = await append()
+        except Exception as error:
+            self._append_errors.labels(type(error).__name__).inc()
+            raise
+        finally:
+            self._append_duration.observe(time.perf_counter() - started)
+        self._appends.inc()
+        self._appended.inc(count)
+        self._append_size.observe(count)
+        return result
 
     async def position_of(self, aggregate: Aggregate) -> int:
         """The global position of the aggregate's last stored event; 0 when it has none."""

@@ -29,14 +29,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 from twofold.application.cache_invalidation import CacheInvalidator, recording
+from twofold.application.metrics import SIZE_BUCKETS, Metrics, NoMetrics
 from twofold.application.pages import PageReader
 from twofold.application.ports import EventStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import HandlerFailed, Projection, make_apply
+from twofold.application.tracing import NoTracer, Tracer
 from twofold.application.views import (
     DeadLetter,
     ProjectionState,
@@ -95,9 +98,13 @@ class ProjectionRunner:
         codec: Codec,
         positions: PositionTracker | None = None,
         invalidator: CacheInvalidator | None = None,
+        metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if not projection.name:
             raise ValueError(f"{type(projection).__name__} needs a name")
+        self.tracer = tracer if tracer is not None else NoTracer()
+        self._measure(metrics if metrics is not None else NoMetrics(), projection.name)
         self.projection = projection
         self.name = projection.name
         self.event_store = event_store
@@ -119,6 +126,36 @@ class ProjectionRunner:
         self._park_errors: dict[int, str] = {}
         self._started = False
         self._resumed = asyncio.Event()  # a rebuild ended a stop or a refusal
+
+    def _measure(self, metrics: Metrics, name: str) -> None:
+        projection = ("projection",)
+        self._apply_duration = metrics.histogram(
+            "twofold_projection_apply_duration_seconds",
+            "Time to apply a batch of events and commit it with the checkpoint.",
+            labels=projection,
+        ).labels(name)
+        self._batch_size = metrics.histogram(
+            "twofold_projection_batch_events",
+            "Events per batch a projection applies.",
+            labels=projection,
+            buckets=SIZE_BUCKETS,
+        ).labels(name)
+        self._applied = metrics.counter(
+            "twofold_projection_events_total",
+            "Log events a projection went past (applied, skipped as not handled, or parked).",
+            labels=projection,
+        ).labels(name)
+        self._retries = metrics.counter(
+            "twofold_projection_retries_total",
+            "Retries of a failing event, and restarts after a failure of the stores.",
+            labels=projection,
+        ).labels(name)
+        self._parkings = metrics.counter(
+            "twofold_projection_parked_events_total",
+            "Events parked as dead letters (the gauge twofold_projection_parked_events "
+            "says how many are parked now).",
+            labels=projection,
+        ).labels(name)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -241,6 +278,7 @@ class ProjectionRunner:
         """Report an unexpected failure (status ``retrying``, one more attempt); return
         how long to wait before the next attempt."""
         attempts = self.attempts + 1 if self.status is ProjectionStatus.RETRYING else 1
+        self._retries.inc()
         delay: float = min(first_delay * 2.0 ** min(attempts - 1, 16), max_delay)
         log.error(
             "projection %s failed (attempt %d); retrying in %.1fs",
@@ -373,14 +411,21 @@ class ProjectionRunner:
         live = self.invalidator is not None and generation == self.generation
         if live:  # a rebuild's copy serves nobody: only the active copy's commits count
             apply, touched = recording(apply)
-        await self.read_store.commit_batch(
-            self.name,
-            generation,
-            apply,
-            checkpoint=last.position,
-            last_event_at=last.recorded_at,
-            parked=to_park,
-        )
+        started = time.perf_counter()
+        with self._traced(records):
+            await self.read_store.commit_batch(
+                self.name,
+                generation,
+                apply,
+                checkpoint=last.position,
+                last_event_at=last.recorded_at,
+                parked=to_park,
+            )
+        self._apply_duration.observe(time.perf_counter() - started)
+        self._batch_size.observe(len(records))
+        self._applied.inc(len(records))
+        if to_park:
+            self._parkings.inc(len(to_park))
         if generation == self.generation:
             after = self.checkpoint
             self.checkpoint = last.position
@@ -397,6 +442,24 @@ class ProjectionRunner:
         if self.invalidator is not None:
             await self.invalidator.reset(self.name, self.generation, self.checkpoint, force=force)
 
+    def _traced(self, records: list[RecordedEvent]) -> contextlib.AbstractContextManager[Any]:
+        """A span for applying ``records``, linked to the commands that recorded them."""
+        if not self.tracer.enabled:
+            return contextlib.nullcontext()
+        links = [
+            self.codec.decode_metadata(r).extra for r in records if b"traceparent" in r.metadata
+        ]
+        return self.tracer.span(
+            f"projection {self.name} apply",
+            kind="consumer",
+            attributes={
+                "twofold.projection": self.name,
+                "twofold.events": len(records),
+                "twofold.position": records[-1].position,
+            },
+            links=links,
+        )
+
     async def _retry(self, record: RecordedEvent, generation: int, error: BaseException) -> bool:
         """Retry one failing event with backoff; then apply the policy. True: go on."""
         live = generation == self.generation
@@ -406,6 +469,7 @@ class ProjectionRunner:
                 await self._set(
                     ProjectionStatus.RETRYING, f"{where}: {describe_error(error)}", attempt + 1
                 )
+            self._retries.inc()
             await asyncio.sleep(self.projection.retry_delay * (2**attempt))
             failed = await self._commit_until_failure([record], generation)
             if failed is None:

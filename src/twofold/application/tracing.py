@@ -43,6 +43,9 @@ AttributeValue = str | bool | int | float
 class Span(Protocol):
     def set_attribute(self, key: str, value: AttributeValue) -> None: ...
 
+    def rename(self, name: str) -> None:
+        """Name the span anew (once what it names is known, like an HTTP route)."""
+
     def record_error(self, error: BaseException) -> None:
         """Mark the span failed by ``error`` (its type and message recorded)."""
 
@@ -76,6 +79,9 @@ class _NoSpan:
     __slots__ = ()
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
+        pass
+
+    def rename(self, name: str) -> None:
         pass
 
     def record_error(self, error: BaseException) -> None:

@@ -9,24 +9,36 @@ The parent only supervises: it restarts a worker that dies (the projections move
 worker meanwhile, see ``twofold.adapters.sqlite.coordination``), stops when workers keep
 dying at start, and on SIGINT or SIGTERM asks every worker to finish its requests and waits
 for them.
+
+Metrics: the parent makes a fresh directory for each server run and hands it to the workers
+as ``PROMETHEUS_MULTIPROC_DIR`` (overriding one set outside), so each worker writes its
+figures there and ``GET /metrics``, answered by any worker, adds them all up
+(prometheus_client's multiprocess mode). When a worker dies, its gauges are dropped (its
+counters still count); the directory is removed when the server stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
-__all__ = ["bind", "run_workers"]
+__all__ = ["MULTIPROC_DIR", "bind", "run_workers", "shared_metrics"]
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 log = logging.getLogger("twofold.serve")
 
@@ -73,8 +85,39 @@ def _stop_with_parent() -> None:
         pass
 
 
+@contextlib.contextmanager
+def shared_metrics() -> Iterator[str]:
+    """A fresh directory for the workers' metrics, in ``PROMETHEUS_MULTIPROC_DIR`` for the
+    processes started meanwhile; removed (and the variable restored) at the end."""
+    path = tempfile.mkdtemp(prefix="twofold-metrics-")
+    previous = os.environ.get(MULTIPROC_DIR)
+    os.environ[MULTIPROC_DIR] = path
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_DIR, None)
+        else:
+            os.environ[MULTIPROC_DIR] = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _forget_worker(pid: int | None, metrics: str) -> None:
+    """Drop a dead worker's live gauges (prometheus_client's bookkeeping)."""
+    if pid is None:
+        return
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(pid, metrics)  # type: ignore[no-untyped-call]
+
+
 def run_workers(workers: int, host: str, port: int, options: dict[str, Any]) -> int:
     """Run and supervise ``workers`` processes until a stop signal; the exit status."""
+    with shared_metrics() as metrics:
+        return _supervise(workers, host, port, options, metrics)
+
+
+def _supervise(workers: int, host: str, port: int, options: dict[str, Any], metrics: str) -> int:
     # Fail early, and once, if the address is taken. Without SO_REUSEPORT on this probe, a
     # server already listening there (even another `twofold serve`) makes it fail, rather
     # than the workers silently sharing the port with it.
@@ -104,6 +147,7 @@ def run_workers(workers: int, host: str, port: int, options: dict[str, Any]) -> 
             for index, (process, started) in enumerate(running):
                 if process.is_alive() or stopping:
                     continue
+                _forget_worker(process.pid, metrics)
                 quick = time.monotonic() - started < QUICK_DEATH
                 quick_deaths = quick_deaths + 1 if quick else 0
                 if quick_deaths >= MAX_QUICK_DEATHS:

@@ -2,8 +2,9 @@
 
 A request names its key as ``Authorization: Bearer <secret>`` or ``X-API-Key: <secret>``;
 both at once with different secrets is ambiguous and refused (400). Commands need the
-``commands`` scope, queries ``queries``; ``admin`` is for operations. Without a valid key:
-401; with a key that lacks the scope: 403.
+``commands`` scope, queries ``queries``; ``admin`` is for operations; ``metrics`` reads
+``GET /metrics`` only (``admin`` includes it). Without a valid key: 401; with a key that
+lacks the scope: 403.
 
 Keys are looked up by their SHA-256 digest, so the lookup time does not depend on how much
 of a wrong key matches a right one, and the plain secrets are not kept in memory past
@@ -20,6 +21,9 @@ from twofold.http.problems import ProblemError, problem
 from twofold.settings import ApiKey
 
 __all__ = ["ApiKeys", "Principal"]
+
+_INCLUDED_IN_ADMIN = frozenset({"metrics"})
+"""Scopes an ``admin`` key has too: who may operate the service may watch it."""
 
 
 class Principal:
@@ -39,7 +43,10 @@ class ApiKeys:
         self._by_digest: dict[bytes, Principal] = {}
         for key in keys:
             digest = hashlib.sha256(key.secret.encode()).digest()
-            self._by_digest[digest] = Principal(key.name, frozenset(key.scopes))
+            scopes = frozenset(key.scopes)
+            if "admin" in scopes:
+                scopes |= _INCLUDED_IN_ADMIN
+            self._by_digest[digest] = Principal(key.name, scopes)
 
     def __bool__(self) -> bool:
         return bool(self._by_digest)

@@ -40,6 +40,7 @@ from twofold.http.endpoints import (
     answer_problem,
 )
 from twofold.http.health import check_health
+from twofold.http.observe import ObserveRequests, RequestMeasures, metrics_endpoint
 from twofold.http.openapi import openapi_document
 from twofold.http.problems import PROBLEM_JSON, ProblemError, encode_problem, problem
 from twofold.http.request_ids import RequestIds
@@ -61,6 +62,8 @@ class TwofoldRuntime(Runtime):
     """The endpoints' runtime, plus what the operational endpoints need."""
 
     openapi: bytes | None = None
+    measures: RequestMeasures | None = None
+    """What every HTTP request is recorded to (the running App's metrics and tracer)."""
 
 
 def build_asgi(api: HttpApi, app: App | AppFactory) -> Starlette:
@@ -76,10 +79,12 @@ def build_asgi(api: HttpApi, app: App | AppFactory) -> Starlette:
             await built.start()
             runtime.keys = ApiKeys(built.settings.api_keys)
             runtime.openapi = _encoder.encode(openapi_document(api, auth=bool(runtime.keys)))
+            runtime.measures = RequestMeasures(built.metrics, built.tracer)
             runtime.app = built
             yield
         finally:
             runtime.app = None
+            runtime.measures = None
             await built.close()
 
     async def health(_: Request) -> Response:
@@ -108,16 +113,18 @@ def build_asgi(api: HttpApi, app: App | AppFactory) -> Starlette:
     for query in api.queries:
         by_path.setdefault(query.path, {})["GET"] = QueryEndpoint(query, runtime)
     routes: list[BaseRoute] = [
-        Route(path, _Methods(endpoints), methods=None) for path, endpoints in by_path.items()
+        Route(path, _Methods(endpoints, path), methods=None) for path, endpoints in by_path.items()
     ]
     routes += [
         Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics_endpoint(runtime), methods=["GET"], include_in_schema=False),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
         Route("/docs", docs, methods=["GET"], include_in_schema=False),
         Route("/docs/assets/{name}", docs_asset, methods=["GET"], include_in_schema=False),
     ]
     return TwofoldApp(
         by_path,
+        runtime,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_problem, ProblemError: _problem_response},
@@ -136,9 +143,12 @@ class TwofoldApp(Starlette):
     paths, redirects, lifespan) goes on through Starlette as usual.
     """
 
-    def __init__(self, by_path: dict[str, dict[str, Endpoint]], **kwargs: Any) -> None:
+    def __init__(
+        self, by_path: dict[str, dict[str, Endpoint]], runtime: TwofoldRuntime, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._by_path = by_path
+        self._runtime = runtime
 
     def build_middleware_stack(self) -> ASGIApp:
         error_handler = None
@@ -153,6 +163,7 @@ class TwofoldApp(Starlette):
         outer = [
             Middleware(ServerErrorMiddleware, handler=error_handler, debug=self.debug),
             Middleware(RequestIds),
+            Middleware(ObserveRequests, runtime=self._runtime),
             *self.user_middleware,
         ]
         for cls, args, kwargs in reversed(outer):
@@ -170,7 +181,7 @@ class _RouteTable:
         # route's parameter positions and endpoints. Matching is one lookup per group.
         groups: dict[int, dict[tuple[int, ...], dict[Any, _Dynamic]]] = {}
         for path, endpoints in by_path.items():
-            methods = _Methods(endpoints)
+            methods = _Methods(endpoints, path)
             segments = path.split("/")
             names = tuple((i, s[1:-1]) for i, s in enumerate(segments) if s.startswith("{"))
             if not names:
@@ -211,12 +222,14 @@ class _Methods:
     /api/users) is one resource: its 405 answer's Allow lists exactly both (and HEAD, which
     a GET route answers as GET, without the body)."""
 
-    def __init__(self, endpoints: dict[str, Endpoint]) -> None:
+    def __init__(self, endpoints: dict[str, Endpoint], path: str) -> None:
         self.endpoints = endpoints
+        self.path = path
         self.head = endpoints.get("GET")
         self.allow = ", ".join(sorted({*endpoints, *(("HEAD",) if self.head else ())}))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["twofold.route"] = self.path  # for the request's measures (ObserveRequests)
         endpoint = self.endpoints.get(scope["method"])
         if endpoint is not None:
             await endpoint(scope, receive, send)
