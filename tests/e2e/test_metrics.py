@@ -7,6 +7,8 @@ worker that runs the projections shows in the figures too.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -152,3 +154,25 @@ def test_a_parked_event_shows_in_the_metrics(two_workers: tuple[str, Path]) -> N
         assert value(samples, "twofold_projection_lag_events", projection="orders") == 0
         # The handler failed, was retried per the projection's policy, then parked.
         assert value(samples, "twofold_projection_retries_total", projection="orders") >= 1
+
+
+@pytest.mark.slow
+def test_a_dead_workers_counts_stay_in_the_sum(two_workers: tuple[str, Path]) -> None:
+    url, _ = two_workers
+    with ExitStack() as stack:
+        clients = pinned_clients(url, stack)
+        (pid_a, a), (_, b) = clients.items()
+        for n in range(2):
+            body = {"user_id": f"u{n}", "email": f"u{n}@x.io", "name": "A"}
+            created(a.post("/api/users", json=body))
+        created(b.post("/api/users", json={"user_id": "u9", "email": "u9@x.io", "name": "B"}))
+        os.kill(pid_a, signal.SIGKILL)
+        # The survivor answers, with the dead worker's commands still counted; the parent
+        # starts another worker in its place, and the count does not go back.
+        samples = scrape(b)
+        assert value(samples, "twofold_commands_total", command="CreateUser") == 3
+        last = created(
+            b.post("/api/users", json={"user_id": "u8", "email": "u8@x.io", "name": "B"})
+        )
+        assert value(scrape(b), "twofold_commands_total", command="CreateUser") == 4
+        assert value(scrape(b), "twofold_log_head_position") == last["position"]

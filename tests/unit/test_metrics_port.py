@@ -8,7 +8,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from twofold.adapters.prometheus import PrometheusMetrics
-from twofold.application.metrics import Metrics, NoMetrics, Scrape
+from twofold.application.metrics import Metrics, NoMetrics, Scrape, quantile
 from twofold.errors import ConfigurationError
 
 
@@ -132,3 +132,33 @@ async def test_no_metrics_records_and_shows_nothing() -> None:
     metrics.histogram("twofold_thing_seconds", "Durations.").labels().observe(1)
     assert await metrics.render() == b""
     assert await metrics.snapshot() == []
+
+
+async def test_quantile_estimates_from_the_buckets_as_prometheus_does() -> None:
+    metrics = PrometheusMetrics()
+    duration = metrics.histogram(
+        "twofold_thing_seconds", "Durations.", labels=("kind",), buckets=(0.1, 0.2, 0.4)
+    )
+    for _ in range(50):
+        duration.labels("a").observe(0.05)  # bucket (0, 0.1]
+    for _ in range(50):
+        duration.labels("b").observe(0.3)  # bucket (0.2, 0.4]
+    [family] = [f for f in await metrics.snapshot() if f.name == "twofold_thing_seconds"]
+
+    # 100 observations: the median is the 50th, at the top of the first bucket.
+    assert quantile(family, 0.5) == pytest.approx(0.1)
+    # The 99th of 100 lies 49/50 of the way through (0.2, 0.4].
+    assert quantile(family, 0.99) == pytest.approx(0.2 + 0.2 * 49 / 50)
+    assert quantile(family, 0.5, {"kind": "a"}) == pytest.approx(0.05)
+    assert quantile(family, 0.5, {"kind": "c"}) is None
+
+
+async def test_quantile_refuses_what_is_no_histogram_or_no_quantile() -> None:
+    metrics = PrometheusMetrics()
+    metrics.counter("twofold_things_total", "Things.").labels().inc()
+    metrics.histogram("twofold_thing_seconds", "Durations.").labels().observe(1)
+    families = {f.name: f for f in await metrics.snapshot()}
+    with pytest.raises(ConfigurationError, match="not a histogram"):
+        quantile(families["twofold_things"], 0.5)
+    with pytest.raises(ConfigurationError, match="between 0 and 1"):
+        quantile(families["twofold_thing_seconds"], 99)

@@ -61,6 +61,7 @@ __all__ = [
     "Scrape",
     "ScrapeCallback",
     "check_declaration",
+    "quantile",
 ]
 
 GaugeAggregate = Literal["sum", "max", "min", "last"]
@@ -242,6 +243,41 @@ def check_declaration(
             f"(not starting with a digit or __); got {list(labels)}"
         )
     return tuple(labels)
+
+
+def quantile(family: Family, q: float, labels: Mapping[str, str] | None = None) -> float | None:
+    """The ``q``-quantile (0.99: p99) of a histogram family, estimated from its buckets as
+    Prometheus' ``histogram_quantile`` does (linear within the bucket it falls in).
+
+    ``labels``: only the series whose labels include these (None: all, added up). None when
+    nothing was observed. Observations above the last finite bucket answer that bucket.
+    """
+    if family.kind != "histogram":
+        raise ConfigurationError(f"{family.name} is a {family.kind}, not a histogram")
+    if not 0 <= q <= 1:
+        raise ConfigurationError(f"q must be between 0 and 1 (0.99 for p99), not {q}")
+    wanted = set((labels or {}).items())
+    counts: dict[float, float] = {}
+    for sample in family.samples:
+        if sample.name != family.name + "_bucket" or not wanted <= set(sample.labels.items()):
+            continue
+        bound = float(sample.labels["le"])
+        counts[bound] = counts.get(bound, 0.0) + sample.value
+    bounds = sorted(counts)
+    if not bounds or counts[bounds[-1]] == 0:
+        return None
+    rank = q * counts[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        cumulative = counts[bound]
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            if cumulative == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (cumulative - below)
+        lower, below = bound, cumulative
+    return lower
 
 
 class _Nothing:

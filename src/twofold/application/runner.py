@@ -39,7 +39,7 @@ from twofold.application.pages import PageReader
 from twofold.application.ports import EventStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import HandlerFailed, Projection, make_apply
-from twofold.application.tracing import NoTracer, Tracer
+from twofold.application.tracing import TRACEPARENT, NoTracer, Tracer
 from twofold.application.views import (
     DeadLetter,
     ProjectionState,
@@ -65,6 +65,7 @@ RECHECK_INTERVAL = 5.0
 may have rebuilt the views)."""
 _HALTED = frozenset({ProjectionStatus.STOPPED, ProjectionStatus.REFUSED})
 _ERROR_LENGTH = 2000
+_TRACEPARENT = TRACEPARENT.encode()  # in an event's metadata: a command's trace context
 
 
 def describe_error(error: BaseException) -> str:
@@ -142,7 +143,8 @@ class ProjectionRunner:
         ).labels(name)
         self._applied = metrics.counter(
             "twofold_projection_events_total",
-            "Log events a projection went past (applied, skipped as not handled, or parked).",
+            "Log events a projection went past (applied, not handled, or parked), live or "
+            "replayed by a rebuild.",
             labels=projection,
         ).labels(name)
         self._retries = metrics.counter(
@@ -446,9 +448,7 @@ class ProjectionRunner:
         """A span for applying ``records``, linked to the commands that recorded them."""
         if not self.tracer.enabled:
             return contextlib.nullcontext()
-        links = [
-            self.codec.decode_metadata(r).extra for r in records if b"traceparent" in r.metadata
-        ]
+        links = [self.codec.decode_metadata(r).extra for r in records if _TRACEPARENT in r.metadata]
         return self.tracer.span(
             f"projection {self.name} apply",
             kind="consumer",
