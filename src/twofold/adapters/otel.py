@@ -3,12 +3,14 @@
 Spans go to the global ``TracerProvider`` (the one the application, or
 ``opentelemetry-instrument``, configures), or to the ``provider`` given. While the global
 provider is OpenTelemetry's placeholder (no SDK configured), ``enabled`` is False and
-twofold opens no span and writes no context into events: tracing costs a check.
+twofold opens no span and writes no context into events: tracing costs a check. A provider
+configured after the app started is found within ``LOOK_INTERVAL`` seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 
 from opentelemetry import trace
@@ -28,6 +30,8 @@ _KINDS = {
 }
 _PLACEHOLDERS = (ProxyTracerProvider, NoOpTracerProvider)
 _NO_TRACER = NoTracer()
+LOOK_INTERVAL = 1.0
+"""Seconds between looks for a configured global provider, until there is one."""
 
 
 class _Span:
@@ -56,11 +60,21 @@ class OpenTelemetryTracer:
         source = provider if provider is not None else trace.get_tracer_provider()
         self._tracer = source.get_tracer("twofold")
         self._propagator = TraceContextTextMapPropagator()
+        self._enabled = False
+        self._look_at = 0.0
 
     @property
     def enabled(self) -> bool:
-        provider = self._provider if self._provider is not None else trace.get_tracer_provider()
-        return not isinstance(provider, _PLACEHOLDERS)
+        # A provider, once set, stays (OpenTelemetry sets the global one once): look for
+        # it at most once a second until it is there, not at every span.
+        if self._enabled:
+            return True
+        now = time.monotonic()
+        if now >= self._look_at:
+            self._look_at = now + LOOK_INTERVAL
+            provider = self._provider if self._provider is not None else trace.get_tracer_provider()
+            self._enabled = not isinstance(provider, _PLACEHOLDERS)
+        return self._enabled
 
     def span(
         self,

@@ -11,6 +11,7 @@ keep their figures apart.
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -20,6 +21,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     generate_latest,
+    values,
 )
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge as PromGauge
@@ -133,6 +135,42 @@ class _WithoutCreated:
             yield metric
 
 
+_pid = os.getpid()
+
+
+def _cached_pid() -> int:
+    return _pid
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+def _cheap_pid_lookup() -> None:
+    """In multiprocess mode, prometheus_client asks the kernel for the process id at every
+    ``inc`` (to notice a fork): a system call each time, several per request. Ask it once,
+    and again after a fork (``os.register_at_fork``): the same answer, none of the calls.
+
+    Only while no value of the mode exists yet: two sets of values would keep two maps of
+    one file. Otherwise prometheus_client stays as it is (correct, a little slower).
+    """
+    global _value_class
+    current = values.ValueClass
+    if current is _value_class or getattr(current, "_multiprocess", False) is not True:
+        return
+    made = inspect.getclosurevars(current.__init__).nonlocals.get("values")
+    if made is None or len(made) > 0:
+        return
+    if _value_class is None:
+        os.register_at_fork(after_in_child=_forked)
+        _value_class = values.MultiProcessValue(process_identifier=_cached_pid)  # type: ignore[no-untyped-call]
+    values.ValueClass = _value_class
+
+
+_value_class: Any = None
+
+
 class PrometheusMetrics:
     """Counters, histograms and gauges of prometheus_client; see the module docstring."""
 
@@ -144,6 +182,8 @@ class PrometheusMetrics:
         self._callbacks: list[ScrapeCallback] = []
         self.multiprocess_dir = os.environ.get(MULTIPROC_DIR) or None
         """Where the workers' files are; None: this process's values only."""
+        if self.multiprocess_dir is not None:
+            _cheap_pid_lookup()
 
     def _declare(
         self, kind: str, name: str, labels: Sequence[str], make: Callable[..., Any]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from twofold.application.commands import CommandEnvelope, CommandResult, Next
-from twofold.application.metrics import CounterChild, HistogramChild, Metrics, Scrape
+from twofold.application.metrics import HistogramChild, Metrics, Scrape
 from twofold.application.ports import EventStore
 from twofold.application.runner import foreign_views
 from twofold.application.tracing import TRACEPARENT, Tracer
@@ -29,14 +29,12 @@ __all__ = ["ObserveCommands", "ProjectionGauges"]
 
 
 class ObserveCommands:
-    """Command middleware: ``twofold_commands_total``, ``..._errors_total``,
-    ``..._duration_seconds`` by command type, and a span per dispatch."""
+    """Command middleware: ``twofold_command_duration_seconds`` (its ``_count``: the
+    commands handled) and ``twofold_command_errors_total`` by command type, and a span per
+    dispatch."""
 
     def __init__(self, metrics: Metrics, tracer: Tracer) -> None:
         self._tracer = tracer
-        self._handled = metrics.counter(
-            "twofold_commands_total", "Commands dispatched, by command type.", labels=("command",)
-        )
         self._failed = metrics.counter(
             "twofold_command_errors_total",
             "Commands that failed, by command type and error type.",
@@ -44,21 +42,22 @@ class ObserveCommands:
         )
         self._duration = metrics.histogram(
             "twofold_command_duration_seconds",
-            "Time to dispatch a command (middleware, handler and append), by command type.",
+            "Time to dispatch a command (middleware, handler and append), by command type; "
+            "its _count counts the commands handled, errors included.",
             labels=("command",),
         )
-        self._children: dict[type, tuple[CounterChild, HistogramChild, str]] = {}
+        self._children: dict[type, tuple[HistogramChild, str]] = {}
 
-    def _for(self, command_type: type) -> tuple[CounterChild, HistogramChild, str]:
+    def _for(self, command_type: type) -> tuple[HistogramChild, str]:
         found = self._children.get(command_type)
         if found is None:
             name = command_type.__name__
-            found = (self._handled.labels(name), self._duration.labels(name), name)
+            found = (self._duration.labels(name), name)
             self._children[command_type] = found
         return found
 
     async def __call__(self, envelope: CommandEnvelope, call_next: Next) -> CommandResult:
-        handled, duration, name = self._for(type(envelope.command))
+        duration, name = self._for(type(envelope.command))
         started = time.perf_counter()
         try:
             if self._tracer.enabled:
@@ -69,7 +68,6 @@ class ObserveCommands:
             raise
         finally:
             duration.observe(time.perf_counter() - started)
-            handled.inc()
 
     async def _traced(self, envelope: CommandEnvelope, call_next: Next, name: str) -> CommandResult:
         with self._tracer.span(

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from twofold.application.metrics import CounterChild, HistogramChild, Metrics, NoMetrics
+from twofold.application.metrics import HistogramChild, Metrics, NoMetrics
 from twofold.application.positions import PositionTracker
 from twofold.application.tracing import NoTracer, Tracer
 from twofold.application.views import ViewReader
@@ -75,9 +75,6 @@ class QueryBus:
         self._tracer = tracer if tracer is not None else NoTracer()
         metrics = metrics if metrics is not None else NoMetrics()
         labels = ("query",)
-        self._asked = metrics.counter(
-            "twofold_queries_total", "Queries asked, by query type.", labels=labels
-        )
         self._failed = metrics.counter(
             "twofold_query_errors_total",
             "Queries that failed, by query type and error type.",
@@ -85,7 +82,8 @@ class QueryBus:
         )
         self._duration = metrics.histogram(
             "twofold_query_duration_seconds",
-            "Time to answer a query (a min_position wait included), by query type.",
+            "Time to answer a query (a min_position wait included), by query type; its _count "
+            "counts the queries asked, errors included.",
             labels=labels,
         )
         self._waits = metrics.counter(
@@ -103,7 +101,7 @@ class QueryBus:
             "Queries whose view was still behind their min_position at the timeout.",
             labels=labels,
         )
-        self._children: dict[type, tuple[CounterChild, HistogramChild, str]] = {}
+        self._children: dict[type, tuple[HistogramChild, str]] = {}
 
     def register(
         self,
@@ -160,17 +158,17 @@ class QueryBus:
 
         return await self._measured(query, answer)
 
-    def _for(self, query_type: type) -> tuple[CounterChild, HistogramChild, str]:
+    def _for(self, query_type: type) -> tuple[HistogramChild, str]:
         found = self._children.get(query_type)
         if found is None:
             name = query_type.__name__
-            found = (self._asked.labels(name), self._duration.labels(name), name)
+            found = (self._duration.labels(name), name)
             self._children[query_type] = found
         return found
 
     async def _measured(self, query: Query[Any], answer: Callable[[], Awaitable[T]]) -> T:
         """``answer()``, counted and timed by the query's type, in a span."""
-        asked, duration, name = self._for(type(query))
+        duration, name = self._for(type(query))
         started = time.perf_counter()
         try:
             if self._tracer.enabled:
@@ -182,7 +180,6 @@ class QueryBus:
             raise
         finally:
             duration.observe(time.perf_counter() - started)
-            asked.inc()
 
     def has_json(self, query_type: type[Query[Any]]) -> bool:
         """Whether ``query_type`` was registered with a JSON handler (``ask_json``)."""

@@ -56,22 +56,20 @@ class Repository:
         self.codec = codec
         self._tracer = tracer if tracer is not None else NoTracer()
         metrics = metrics if metrics is not None else NoMetrics()
-        self._appends = metrics.counter(
-            "twofold_appends_total", "Appends to the event store (one transaction each)."
-        ).labels()
         self._append_errors = metrics.counter(
             "twofold_append_errors_total",
             "Appends refused or failed, by error type (ConcurrencyError: another writer won).",
             labels=("error",),
         )
-        self._appended = metrics.counter(
-            "twofold_appended_events_total", "Events appended to the log."
-        ).labels()
         self._append_duration = metrics.histogram(
-            "twofold_append_duration_seconds", "Time to append (commit included)."
+            "twofold_append_duration_seconds",
+            "Time to append, commit included; its _count counts the appends (one transaction "
+            "each), errors included.",
         ).labels()
         self._append_size = metrics.histogram(
-            "twofold_append_events", "Events per append.", buckets=SIZE_BUCKETS
+            "twofold_append_events",
+            "Events per append; its _sum counts the events appended.",
+            buckets=SIZE_BUCKETS,
         ).labels()
         self._registered: set[type[Aggregate]] = set()
         self._known: set[str] = set()
@@ -237,8 +235,6 @@ class Repository:
             raise
         finally:
             self._append_duration.observe(time.perf_counter() - started)
-        self._appends.inc()
-        self._appended.inc(count)
         self._append_size.observe(count)
         return result
 

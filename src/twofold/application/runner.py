@@ -137,15 +137,10 @@ class ProjectionRunner:
         ).labels(name)
         self._batch_size = metrics.histogram(
             "twofold_projection_batch_events",
-            "Events per batch a projection applies.",
+            "Events per batch a projection applies (live or rebuilding); its _sum counts the "
+            "events it went past (applied, not handled, or parked).",
             labels=projection,
             buckets=SIZE_BUCKETS,
-        ).labels(name)
-        self._applied = metrics.counter(
-            "twofold_projection_events_total",
-            "Log events a projection went past (applied, not handled, or parked), live or "
-            "replayed by a rebuild.",
-            labels=projection,
         ).labels(name)
         self._retries = metrics.counter(
             "twofold_projection_retries_total",
@@ -425,7 +420,6 @@ class ProjectionRunner:
             )
         self._apply_duration.observe(time.perf_counter() - started)
         self._batch_size.observe(len(records))
-        self._applied.inc(len(records))
         if to_park:
             self._parkings.inc(len(to_park))
         if generation == self.generation:
