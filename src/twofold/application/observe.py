@@ -1,8 +1,9 @@
 """What twofold measures of itself: commands as they run, projections as they stand.
 
-- ``ObserveCommands``, the outermost command middleware: counts each command by type,
-  times it, counts its errors by type, opens its span and writes the span's trace context
-  into the command's metadata (so every event it records carries it, ``TRACEPARENT``).
+- ``ObserveCommands``, the outermost command middleware: times each command by type (the
+  histogram's count counts them), counts its errors by type, opens its span and writes the
+  span's trace context into the command's metadata (so every event it records carries it,
+  under ``TRACEPARENT``).
 - ``ProjectionGauges``, a scrape callback: each projection's position, lag in events and
   in seconds (the age of the oldest event it has not applied yet), parked events and
   status, read from the stores when ``/metrics`` is read, so every worker answers alike
