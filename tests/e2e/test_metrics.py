@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from tests.e2e.test_workers import pinned_clients
 
 DEADLINE = 60.0  # seconds; for a broken run to fail rather than hang
 
+REQUESTS = "http_server_request_duration_seconds_count"
 HANDLED = "twofold_command_duration_seconds_count"  # a histogram's count: commands handled
 Samples = dict[str, dict[frozenset[tuple[str, str]], float]]
 
@@ -39,6 +40,19 @@ def scrape(client: httpx.Client) -> Samples:
         for sample in family.samples:
             found.setdefault(sample.name, {})[frozenset(sample.labels.items())] = sample.value
     return found
+
+
+def scrape_until(client: httpx.Client, done: Callable[[Samples], bool]) -> Samples:
+    """/metrics once ``done`` holds. Each worker hands its figures to the shared files every
+    0.25 s (FLUSH_INTERVAL), so another worker's may show a moment late: poll, with a
+    deadline for a broken run."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        samples = scrape(client)
+        if done(samples):
+            return samples
+        assert time.monotonic() < deadline, f"/metrics never got there: {samples}"
+        time.sleep(0.05)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -85,8 +99,16 @@ def test_metrics_add_up_both_workers(two_workers: tuple[str, Path]) -> None:
         assert missing.status_code == 404
 
         for pid, client in clients.items():
-            samples = scrape(client)
             # Both workers' commands and queries, whichever answers.
+            samples = scrape_until(
+                client,
+                lambda s: (
+                    value(s, HANDLED, command="CreateUser") == 4
+                    and value(s, "twofold_query_duration_seconds_count", query="GetUser") == 4
+                    and total(s, REQUESTS, http_route="/api/users/{user_id}") == 4
+                    and total(s, REQUESTS, http_route="/api/users") == 4
+                ),
+            )
             assert value(samples, HANDLED, command="CreateUser") == 4, pid
             assert (
                 value(
@@ -163,6 +185,7 @@ def test_a_dead_workers_counts_stay_in_the_sum(two_workers: tuple[str, Path]) ->
             body = {"user_id": f"u{n}", "email": f"u{n}@x.io", "name": "A"}
             created(a.post("/api/users", json=body))
         created(b.post("/api/users", json={"user_id": "u9", "email": "u9@x.io", "name": "B"}))
+        scrape_until(b, lambda s: value(s, HANDLED, command="CreateUser") == 3)  # a's flushed
         os.kill(pid_a, signal.SIGKILL)
         # The survivor answers, with the dead worker's commands still counted; the parent
         # starts another worker in its place, and the count does not go back.

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram as PromHistogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from twofold.adapters.prometheus import PrometheusMetrics
-from twofold.application.metrics import Metrics, NoMetrics, Scrape, quantile
+from twofold.application.metrics import LATENCY_BUCKETS, Metrics, NoMetrics, Scrape, quantile
 from twofold.errors import ConfigurationError
 
 
@@ -162,3 +165,34 @@ async def test_quantile_refuses_what_is_no_histogram_or_no_quantile() -> None:
         quantile(families["twofold_things"], 0.5)
     with pytest.raises(ConfigurationError, match="between 0 and 1"):
         quantile(families["twofold_thing_seconds"], 99)
+
+
+async def test_buffered_figures_read_exactly_as_prometheus_client_writes_them() -> None:
+    # twofold's counters and histograms add up in memory and write their totals in
+    # batches, through prometheus_client's own values; the result must be the same.
+    values = [0.0, 0.00005, 0.0001, 0.0003, 0.001, 0.02, 1.0, 9.99, 10.0, 11.0, 250.0]
+    ours = PrometheusMetrics()
+    theirs = CollectorRegistry()
+    direct = PromHistogram(
+        "twofold_thing_seconds", "Durations.", ["kind"], registry=theirs, buckets=LATENCY_BUCKETS
+    )
+    counted = PromCounter("twofold_things_total", "Things.", ["kind"], registry=theirs)
+    histogram = ours.histogram("twofold_thing_seconds", "Durations.", labels=("kind",))
+    counter = ours.counter("twofold_things_total", "Things.", labels=("kind",))
+    for kind in ("a", "b"):
+        for value in values if kind == "a" else values[::3]:
+            histogram.labels(kind).observe(value)
+            direct.labels(kind).observe(value)
+            counter.labels(kind).inc(value)
+            counted.labels(kind).inc(value)
+
+    expected = {
+        k: v for k, v in parsed(generate_latest(theirs)).items() if not k.endswith("_created")
+    }
+    assert parsed(await ours.render()) == expected
+
+
+def test_a_counter_refuses_to_go_down() -> None:
+    counter = PrometheusMetrics().counter("twofold_things_total", "Things.").labels()
+    with pytest.raises(ValueError, match="only goes up"):
+        counter.inc(-1)

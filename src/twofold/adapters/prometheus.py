@@ -6,6 +6,10 @@ dead workers and removes it at exit), every worker writes its values to files th
 ``render`` adds up the files of all workers (prometheus_client's multiprocess mode).
 Without it, values live in this object's own registry: two Apps in one process (tests)
 keep their figures apart.
+
+Counters and histograms add up in memory first and reach prometheus_client in batches
+(``twofold.adapters._metrics_buffer``): a read in this process sees everything; another
+worker's figures show up to ``FLUSH_INTERVAL`` (0.25 s) late.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from prometheus_client import Histogram as PromHistogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from twofold.adapters._metrics_buffer import BufferedCounter, BufferedHistogram, flush
 from twofold.application.metrics import (
     LATENCY_BUCKETS,
     Counter,
@@ -59,12 +64,13 @@ _KINDS = frozenset({"counter", "gauge", "histogram"})
 class _Instrument:
     """A declared metric; ``labels(...)`` finds (and keeps) the child for label values."""
 
-    __slots__ = ("_children", "_count", "_metric", "_name")
+    __slots__ = ("_children", "_count", "_metric", "_name", "_wrap")
 
-    def __init__(self, metric: Any, name: str, count: int) -> None:
+    def __init__(self, metric: Any, name: str, count: int, wrap: Callable[[Any], Any]) -> None:
         self._metric = metric
         self._name = name
         self._count = count
+        self._wrap = wrap
         self._children: dict[tuple[str, ...], Any] = {}
 
     def labels(self, *values: str) -> Any:
@@ -75,7 +81,7 @@ class _Instrument:
                     f"{self._name} takes {self._count} label values, got {len(values)}: "
                     f"{list(values)}"
                 )
-            child = self._metric.labels(*values) if self._count else self._metric
+            child = self._wrap(self._metric.labels(*values) if self._count else self._metric)
             self._children[values] = child
         return child
 
@@ -186,7 +192,12 @@ class PrometheusMetrics:
             _cheap_pid_lookup()
 
     def _declare(
-        self, kind: str, name: str, labels: Sequence[str], make: Callable[..., Any]
+        self,
+        kind: str,
+        name: str,
+        labels: Sequence[str],
+        make: Callable[..., Any],
+        wrap: Callable[[Any], Any] = lambda child: child,
     ) -> _Instrument:
         """The instrument ``name``: made by ``make(labelnames=..., registry=...)`` the
         first time, the same one after (same kind and labels), refused otherwise."""
@@ -200,12 +211,14 @@ class PrometheusMetrics:
                 )
             return found[2]
         metric = make(labelnames=names, registry=self._registry)
-        instrument = _Instrument(metric, name, len(names))
+        instrument = _Instrument(metric, name, len(names), wrap)
         self._declared[name] = (kind, names, instrument)
         return instrument
 
     def counter(self, name: str, documentation: str, *, labels: Sequence[str] = ()) -> Counter:
-        return self._declare("counter", name, labels, partial(PromCounter, name, documentation))
+        return self._declare(
+            "counter", name, labels, partial(PromCounter, name, documentation), BufferedCounter
+        )
 
     def histogram(
         self,
@@ -221,6 +234,7 @@ class PrometheusMetrics:
             name,
             labels,
             partial(PromHistogram, name, documentation, buckets=tuple(buckets)),
+            BufferedHistogram,
         )
 
     def gauge(
@@ -245,6 +259,7 @@ class PrometheusMetrics:
 
     async def _collect(self) -> list[_WithoutCreated]:
         """The registries to read: the recorded values (all workers), the scraped ones."""
+        flush()  # this process's figures, up to now
         scrape = _Scrape(self._declared)
         for callback in self._callbacks:
             await callback(scrape)
