@@ -28,11 +28,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from twofold.application.metrics import HistogramChild, Metrics, NoMetrics
 from twofold.application.positions import PositionTracker
-from twofold.application.tracing import NoTracer, Tracer
+from twofold.application.tracing import NoTracer, Span, Tracer
 from twofold.application.views import ViewReader
 from twofold.domain.messages import Query
 from twofold.errors import (
@@ -46,7 +47,6 @@ from twofold.errors import (
 __all__ = ["JsonHandler", "QueryBus", "QueryHandler"]
 
 R = TypeVar("R")
-T = TypeVar("T")
 QueryHandler = Callable[[Any, ViewReader], Awaitable[Any]]
 JsonHandler = Callable[[Any, ViewReader], Awaitable[bytes | None]]
 
@@ -151,12 +151,22 @@ class QueryBus:
         Raises ConsistencyTimeoutError when a view is still behind after ``timeout`` seconds.
         """
 
-        async def answer() -> R:
+        duration, name = self._for(type(query))
+        started = time.perf_counter()
+        try:
+            if self._tracer.enabled:
+                with self._span(name):
+                    handler = await self._ready(query, min_position, timeout)
+                    traced: R = await handler(query, self.views)
+                    return traced
             handler = await self._ready(query, min_position, timeout)
-            found: R = await handler(query, self.views)
-            return found
-
-        return await self._measured(query, answer)
+            answer: R = await handler(query, self.views)
+            return answer
+        except Exception as error:
+            self._failed.labels(name, type(error).__name__).inc()
+            raise
+        finally:
+            duration.observe(time.perf_counter() - started)
 
     def _for(self, query_type: type) -> tuple[HistogramChild, str]:
         found = self._children.get(query_type)
@@ -166,20 +176,8 @@ class QueryBus:
             self._children[query_type] = found
         return found
 
-    async def _measured(self, query: Query[Any], answer: Callable[[], Awaitable[T]]) -> T:
-        """``answer()``, counted and timed by the query's type, in a span."""
-        duration, name = self._for(type(query))
-        started = time.perf_counter()
-        try:
-            if self._tracer.enabled:
-                with self._tracer.span(f"query {name}", attributes={"twofold.query.type": name}):
-                    return await answer()
-            return await answer()
-        except Exception as error:
-            self._failed.labels(name, type(error).__name__).inc()
-            raise
-        finally:
-            duration.observe(time.perf_counter() - started)
+    def _span(self, name: str) -> AbstractContextManager[Span]:
+        return self._tracer.span(f"query {name}", attributes={"twofold.query.type": name})
 
     def has_json(self, query_type: type[Query[Any]]) -> bool:
         """Whether ``query_type`` was registered with a JSON handler (``ask_json``)."""
@@ -196,12 +194,20 @@ class QueryBus:
         json = self._json.get(type(query))
         if json is None:
             raise HandlerNotFoundError(f"{type(query).__name__} (a JSON handler)")
-
-        async def answer() -> bytes | None:
+        duration, name = self._for(type(query))
+        started = time.perf_counter()
+        try:
+            if self._tracer.enabled:
+                with self._span(name):
+                    await self._ready(query, min_position, timeout)
+                    return await json(query, self.views)
             await self._ready(query, min_position, timeout)
             return await json(query, self.views)
-
-        return await self._measured(query, answer)
+        except Exception as error:
+            self._failed.labels(name, type(error).__name__).inc()
+            raise
+        finally:
+            duration.observe(time.perf_counter() - started)
 
     async def _ready(
         self, query: Query[Any], min_position: int | None, timeout: float
