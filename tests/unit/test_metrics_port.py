@@ -196,3 +196,14 @@ def test_a_counter_refuses_to_go_down() -> None:
     counter = PrometheusMetrics().counter("twofold_things_total", "Things.").labels()
     with pytest.raises(ValueError, match="only goes up"):
         counter.inc(-1)
+
+
+def test_a_forked_child_does_not_write_its_parents_totals() -> None:
+    from twofold.adapters import _metrics_buffer
+
+    metrics = PrometheusMetrics()
+    counter = metrics.counter("twofold_things_total", "Things.").labels()
+    counter.inc(5)  # recorded, not flushed yet
+    _metrics_buffer._forked()  # what a forked child runs first
+    _metrics_buffer.flush()
+    assert counter._target._value.get() == 0  # type: ignore[attr-defined]

@@ -60,10 +60,14 @@ def _mark(child: BufferedCounter | BufferedHistogram) -> None:
 
 
 def _forked() -> None:
-    # The child of a fork has no flusher thread (and a lock no thread holds now).
+    # The child of a fork has no flusher thread, a lock no thread may hold, and totals that
+    # the parent recorded and will write itself: drop them here.
     global _lock
     _lock = threading.Lock()
     _flusher.clear()
+    for child in _dirty:
+        child._take()
+    _dirty.clear()
 
 
 os.register_at_fork(after_in_child=_forked)
