@@ -6,11 +6,13 @@ queries answer from the views, and can wait for a client's own write to show.
 
 from twofold.application.app import App, Service
 from twofold.application.commands import CommandBus, CommandContext, CommandResult
+from twofold.application.operations import Operations, ProjectionReport
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import Projection
 from twofold.application.queries import QueryBus
 from twofold.application.repository import Repository
 from twofold.application.runner import ProjectionRunner
+from twofold.application.verify import VerifyReport
 from twofold.application.views import (
     Collection,
     DeadLetter,
@@ -44,6 +46,7 @@ from twofold.records import (
     RecordedEvent,
     Snapshot,
     StreamAppend,
+    StreamInfo,
     uuid7,
 )
 from twofold.settings import Settings
@@ -71,9 +74,11 @@ __all__ = [
     "ForeignViewsError",
     "Metadata",
     "NewEvent",
+    "Operations",
     "PositionBeyondHeadError",
     "PositionTracker",
     "Projection",
+    "ProjectionReport",
     "ProjectionRunner",
     "ProjectionState",
     "ProjectionStatus",
@@ -86,8 +91,10 @@ __all__ = [
     "Snapshot",
     "SortBy",
     "StreamAppend",
+    "StreamInfo",
     "TwofoldError",
     "ValidationError",
+    "VerifyReport",
     "ViewReader",
     "ViewTransaction",
     "bootstrap",

@@ -29,6 +29,7 @@ __all__ = [
     "Snapshot",
     "StreamAppend",
     "StreamData",
+    "StreamInfo",
     "StreamState",
     "uuid7",
 ]
@@ -75,6 +76,16 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: bytes
     metadata: bytes
     recorded_at: datetime
+
+
+class StreamInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One stream of the log, as ``EventStore.list_streams`` lists it."""
+
+    stream_id: str
+    version: int
+    """The stream's current version (its number of events)."""
+    last_position: int
+    """The global position of its newest event."""
 
 
 StreamData = tuple[int, str, int, bytes]

@@ -44,6 +44,14 @@ def check_stream_id(stream_id: object) -> str:
     return stream_id
 
 
+def check_page(after: object, limit: object) -> None:
+    """A page of ``list_streams``: ``after`` a stream id or None, ``limit`` from 1 on."""
+    if after is not None and not isinstance(after, str):
+        raise TypeError(f"after must be a stream id (str) or None, got {type(after).__name__}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"limit must be a whole number of streams from 1 on, not {limit!r}")
+
+
 def validate_append(
     stream_id: object, events: Sequence[NewEvent], expected_version: object
 ) -> None:

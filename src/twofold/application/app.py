@@ -18,6 +18,7 @@ from twofold.application.caching import Caching
 from twofold.application.commands import CommandBus, CommandResult
 from twofold.application.coordination import Coordination, InProcess
 from twofold.application.metrics import Metrics, NoMetrics
+from twofold.application.operations import Operations
 from twofold.application.ports import EventStore, IdempotencyStore
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import Projection
@@ -108,6 +109,7 @@ class App:
         """The relays to ``TWOFOLD_BUS``'s destinations (bootstrap sets it), or None."""
         self.run_relay = False
         """Whether ``start`` contends for the relays' leases (``TWOFOLD_RELAY=run``)."""
+        self._operations: Operations | None = None
 
     @property
     def repository(self) -> Repository:
@@ -216,6 +218,14 @@ class App:
 
         ``progress(done, total)``: called after every batch (``ProjectionRunner.rebuild``)."""
         return await self.runner(name).rebuild(progress)
+
+    @property
+    def operations(self) -> Operations:
+        """Every operation on this app (status, rebuild, pause, dead letters, streams,
+        verify): what the CLI and the admin API call."""
+        if self._operations is None:
+            self._operations = Operations(self)
+        return self._operations
 
     # -- dead letters ---------------------------------------------------------------------
     # Call them in the process that runs the projection (with TWOFOLD_PROJECTIONS=run): it

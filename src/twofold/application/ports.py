@@ -18,6 +18,7 @@ from twofold.records import (
     Snapshot,
     StreamAppend,
     StreamData,
+    StreamInfo,
 )
 
 __all__ = ["EventStore", "IdempotencyStore", "StreamDataReader"]
@@ -42,6 +43,7 @@ class EventStore(Protocol):
     5. ``subscribe`` yields past events, then live ones, woken by a notification.
     6. Snapshots are kept per stream; the caller ignores those of another schema version.
     8. A successful append is durable.
+    7. ``list_streams`` pages through the streams in id order, with their versions.
     9. ``identity`` is the same for the life of the store, and another for another store.
     """
 
@@ -85,6 +87,12 @@ class EventStore(Protocol):
     def subscribe(
         self, *, after: int = 0, types: Collection[str] | None = None
     ) -> AsyncIterator[RecordedEvent]: ...
+
+    async def list_streams(self, *, after: str | None = None, limit: int = 100) -> list[StreamInfo]:
+        """Streams in ``stream_id`` order (byte order of the UTF-8 id), those after
+        ``after`` (a stream id; None: from the first), at most ``limit``: a page. The last
+        one's id is the ``after`` of the next page."""
+        ...
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it has no events."""

@@ -63,6 +63,11 @@ log = logging.getLogger("twofold.projections")
 RECHECK_INTERVAL = 5.0
 """Seconds between looks at the stored state while stopped or refused (another process
 may have rebuilt the views)."""
+CONTROL_INTERVAL = 0.5
+"""Seconds between a running (or paused) runner's looks at its stored state, for what
+operators change from other processes: a pause or resume, dead letters retried or
+skipped, a copy switched by a rebuild or reset. A runner also looks after every batch
+it commits once this much time has passed, and at once when poked in its own process."""
 _HALTED = frozenset({ProjectionStatus.STOPPED, ProjectionStatus.REFUSED})
 _ERROR_LENGTH = 2000
 _TRACEPARENT = TRACEPARENT.encode()  # in an event's metadata: a command's trace context
@@ -127,6 +132,10 @@ class ProjectionRunner:
         self._park_errors: dict[int, str] = {}
         self._started = False
         self._resumed = asyncio.Event()  # a rebuild ended a stop or a refusal
+        self.paused = False
+        self._revision = 0
+        self._poked = asyncio.Event()  # an operation in this process changed the state
+        self._control_due = 0.0
 
     def _measure(self, metrics: Metrics, name: str) -> None:
         projection = ("projection",)
@@ -177,6 +186,8 @@ class ProjectionRunner:
         self.status = state.status
         self.error = state.error
         self.attempts = state.attempts
+        self.paused = state.paused
+        self._revision = state.revision
         self._parked = {self.generation: {letter.stream_id for letter in letters}}
         self._park_errors = {}
         if letters and state.error is not None and state.status is ProjectionStatus.RUNNING:
@@ -216,21 +227,63 @@ class ProjectionRunner:
         # projection may come from another process's runs (or from a store made anew).
         await self._cache_reset(force=True)
         while True:
+            if self.paused and self.status not in _HALTED:
+                # Stopped applying: say so (the operator's pause waits for this), then wait.
+                await self._set(ProjectionStatus.PAUSED, None, 0)
+                log.warning("projection %s is paused at %d", self.name, self.checkpoint)
+                while self.paused:
+                    await self._wait_while_paused()
+                log.info("projection %s resumes at %d", self.name, self.checkpoint)
+            if self.status is ProjectionStatus.PAUSED and not self.paused:
+                await self._settle()
+                continue
             if self.status in _HALTED:
                 log.warning("projection %s is %s: %s", self.name, self.status.value, self.error)
                 while self.status in _HALTED:
                     await self._wait_for_resume()
                 continue
             await self.catch_up()
-            if self.status in _HALTED:
+            if self.status in _HALTED or self.paused:
                 continue
             try:
                 await self._follow()
             except GenerationChangedError:
-                await self._reload()
+                async with self._lock:
+                    await self._reload()
                 continue
-            if self.status not in _HALTED:
+            if self.status not in _HALTED and not self.paused:
                 return  # the subscription ended: the store was closed
+
+    def poke(self) -> None:
+        """Look at the stored state now (an operation of this process changed it)."""
+        self._poked.set()
+        self._resumed.set()
+
+    async def _wait_while_paused(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._poked.wait(), CONTROL_INTERVAL)
+        await self._look(force=True)
+
+    async def _look(self, *, force: bool = False) -> None:
+        """Take what operators changed in the stored state (see CONTROL_INTERVAL): at
+        most every CONTROL_INTERVAL seconds unless poked or ``force``."""
+        now = asyncio.get_running_loop().time()
+        if not (force or self._poked.is_set() or now >= self._control_due):
+            return
+        self._poked.clear()
+        self._control_due = now + CONTROL_INTERVAL
+        async with self._lock:
+            state = await self.read_store.state(self.name)
+            if state.generation != self.generation:
+                await self._reload(state)  # another process rebuilt or reset the views
+                raise GenerationChangedError(self.name, state.generation)
+            self.paused = state.paused
+            if state.revision != self._revision:
+                # Dead letters retried or skipped elsewhere: this copy's parked streams.
+                letters = await self.read_store.dead_letters(self.name, self.generation)
+                self._revision = state.revision
+                self._parked[self.generation] = {letter.stream_id for letter in letters}
+                await self._settle()
 
     async def _wait_for_resume(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -294,13 +347,17 @@ class ProjectionRunner:
         pages = PageReader(self.event_store, self.projection.batch_size)
         try:
             while self.status not in _HALTED:
-                page = await pages.after(self.checkpoint)
-                if not page:
-                    break
                 try:
+                    await self._look()
+                    if self.paused:
+                        break
+                    page = await pages.after(self.checkpoint)
+                    if not page:
+                        break
                     await self.process(page)
                 except GenerationChangedError:
-                    await self._reload()
+                    async with self._lock:
+                        await self._reload()
         finally:
             await pages.close()
         if self.status is ProjectionStatus.RETRYING:
@@ -314,11 +371,26 @@ class ProjectionRunner:
         getter: asyncio.Future[RecordedEvent] | None = None
         try:
             while self.status is not ProjectionStatus.STOPPED:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, feeder}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
+                await self._look()
+                if self.paused:
+                    return
+                if getter is None or getter.done():
+                    getter = asyncio.ensure_future(queue.get())
+                poked = asyncio.ensure_future(self._poked.wait())
+                waiting: set[asyncio.Future[Any]] = {getter, feeder, poked}
+                try:
+                    done, _ = await asyncio.wait(
+                        waiting,
+                        timeout=CONTROL_INTERVAL,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    poked.cancel()
+                if feeder in done and getter not in done:
                     feeder.result()  # the subscription ended: surface its error
                     return
+                if getter not in done:
+                    continue  # time to look at the stored state, or poked
                 batch = [getter.result()]
                 while len(batch) < self.projection.batch_size and not queue.empty():
                     batch.append(queue.get_nowait())
@@ -502,7 +574,7 @@ class ProjectionRunner:
 
     async def _settle(self) -> None:
         """Running, with the last parking's error while events of this copy are parked."""
-        if self.status in _HALTED:
+        if self.status in _HALTED or (self.paused and self.status is ProjectionStatus.PAUSED):
             return
         error = None
         if self._parked.get(self.generation):
@@ -591,6 +663,40 @@ class ProjectionRunner:
         except BaseException:
             await self._cache_reset(force=True)
             raise
+
+    async def replay_scratch(self, *, until: int) -> dict[str, dict[str, dict[str, Any]]]:
+        """Replay the log up to position ``until`` into a scratch copy that is never made
+        active, read its documents, and drop it (for ``verify``): collection -> key ->
+        document. Raises GenerationChangedError when a switch drops it meanwhile."""
+        generation = await self.read_store.begin_rebuild(self.name, self.projection.collections)
+        self._parked[generation] = set()
+        try:
+            await self.read_store.bind_event_store(
+                self.name, generation, await self.event_store.identity()
+            )
+            checkpoint = 0
+            while checkpoint < until:
+                page = await self.event_store.read_all(
+                    after=checkpoint, limit=self.projection.batch_size
+                )
+                page = [record for record in page if record.position <= until]
+                if not page:
+                    break
+                await self._process(page, generation)
+                checkpoint = page[-1].position
+            copy = await self.read_store.read_copy(self.name, generation)
+            return copy.documents
+        finally:
+            self._parked.pop(generation, None)
+            self._park_errors.pop(generation, None)
+            await self.read_store.drop_copy(self.name, generation)
+
+    async def reset(self) -> None:
+        """Empty the views and start again from position 0 (not blue/green)."""
+        async with self._lock:
+            await self.read_store.reset(self.name, self.projection.collections)
+            await self._reload()
+        self.poke()
 
     async def dead_letters(self) -> list[DeadLetter]:
         """The parked events of the active copy, in log order."""

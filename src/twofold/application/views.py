@@ -26,6 +26,7 @@ __all__ = [
     "ProjectionStatus",
     "ReadStore",
     "SortBy",
+    "ViewCopy",
     "ViewReader",
     "ViewTransaction",
 ]
@@ -124,8 +125,13 @@ class ProjectionStatus(enum.Enum):
 
         stopped, refused ── rebuild or reset ──▶ running
 
-    ``running``, ``retrying`` and ``stopped`` are stored with the projection, so every
-    process reports them; ``refused`` is found again at every start, by each process.
+        running, retrying ── an operator pauses (the stored flag) ──▶ paused
+        paused ── resumed ──▶ running (from the checkpoint where it paused)
+
+    ``running``, ``retrying``, ``stopped`` and ``paused`` are stored with the projection, so
+    every process reports them (``paused`` once the runner has stopped applying: until then
+    only the request, ``ProjectionState.paused``, is); ``refused`` is found again at every
+    start, by each process.
     """
 
     RUNNING = "running"
@@ -133,6 +139,7 @@ class ProjectionStatus(enum.Enum):
     STOPPED = "stopped"
     REFUSED = "refused"
     REBUILDING = "rebuilding"
+    PAUSED = "paused"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,6 +162,13 @@ class ProjectionState:
     event_store: str | None = None
     """The identity of the event store the active copy is built from (None: not yet
     recorded, as in views written before twofold recorded it)."""
+    paused: bool = False
+    """An operator paused it (``ReadStore.set_paused``): its runner applies nothing until
+    resumed, whichever process runs it."""
+    revision: int = 0
+    """Grows with every change made to the projection from outside its runner (pause,
+    resume, dead letters released or skipped, a copy switched): a runner that sees it move
+    reloads what it keeps in memory."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -167,6 +181,18 @@ class DeadLetter:
     error: str
     parked_at: datetime
     record: RecordedEvent
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ViewCopy:
+    """Every document of one copy of a projection's views, with the checkpoint they
+    reflect, read in one snapshot (``ReadStore.read_copy``)."""
+
+    projection: str
+    generation: int
+    checkpoint: int
+    documents: dict[str, dict[str, Document]]
+    """collection name -> key -> document."""
 
 
 ApplyBatch = Callable[[ViewTransaction], None]
@@ -228,6 +254,21 @@ class ReadStore(ViewReader, Protocol):
         """Empty the views and set the checkpoint to 0 (a rebuild without blue/green)."""
         ...
 
+    async def set_paused(self, projection: str, paused: bool) -> None:
+        """Store an operator's pause (or resume) of ``projection`` and move its revision;
+        the process that runs it notices (``ProjectionState.paused``)."""
+        ...
+
+    async def read_copy(self, projection: str, generation: int | None = None) -> ViewCopy:
+        """Every document of copy ``generation`` (None: the active one) and its checkpoint,
+        read in one snapshot: the documents are exactly those at that checkpoint."""
+        ...
+
+    async def drop_copy(self, projection: str, generation: int) -> None:
+        """Drop copy ``generation`` (its tables, checkpoint and dead letters) unless it is
+        the active one; a copy that is gone already is no error."""
+        ...
+
     async def dead_letters(self, projection: str, generation: int) -> list[DeadLetter]: ...
 
     async def release_dead_letters(
@@ -238,7 +279,7 @@ class ReadStore(ViewReader, Protocol):
         positions: Sequence[int],
     ) -> None:
         """Apply ``apply`` and delete the given dead letters in one transaction (an
-        ``apply`` that does nothing skips them)."""
+        ``apply`` that does nothing skips them), and move the projection's revision."""
         ...
 
     def rejects(self, error: BaseException) -> bool:

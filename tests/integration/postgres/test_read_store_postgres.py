@@ -193,11 +193,14 @@ async def test_bookkeeping_of_an_earlier_twofold_is_migrated(
     with psycopg.connect(postgres_url, autocommit=True) as conn:  # back to migration 1
         conn.execute(f'ALTER TABLE "{pg_schema}".projections DROP COLUMN attempts')
         conn.execute(f'ALTER TABLE "{pg_schema}".checkpoints DROP COLUMN event_store')
+        conn.execute(f'ALTER TABLE "{pg_schema}".projections DROP COLUMN paused')
+        conn.execute(f'ALTER TABLE "{pg_schema}".projections DROP COLUMN revision')
         conn.execute(f'DELETE FROM "{pg_schema}".view_migrations WHERE version > 1')
     store = await PostgresReadStore.open(postgres_url, schema=pg_schema)
     try:
         state = await store.state("shop")
         assert (state.attempts, state.event_store, state.parked) == (0, None, 0)
+        assert (state.paused, state.revision) == (False, 0)
         assert await store.bind_event_store("shop", 1, "store-a") == "store-a"
     finally:
         await store.close()

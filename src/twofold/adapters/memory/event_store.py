@@ -29,6 +29,7 @@ from twofold.records import (
     Snapshot,
     StreamAppend,
     StreamData,
+    StreamInfo,
 )
 
 __all__ = ["InMemoryEventStore"]
@@ -202,6 +203,21 @@ class InMemoryEventStore:
         self._check_open()
         return self._follow(after, None if types is None else frozenset(types))
 
+    async def list_streams(self, *, after: str | None = None, limit: int = 100) -> list[StreamInfo]:
+        rules.check_page(after, limit)
+        self._check_open()
+        ids = sorted(
+            (s for s in self._streams if after is None or _utf8(s) > _utf8(after)), key=_utf8
+        )[:limit]
+        return [
+            StreamInfo(
+                stream_id=s,
+                version=len(self._streams[s]),
+                last_position=self._streams[s][-1].position,
+            )
+            for s in ids
+        ]
+
     async def stream_version(self, stream_id: str) -> int:
         rules.check_stream_id(stream_id)
         self._check_open()
@@ -274,3 +290,7 @@ class InMemoryEventStore:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def _utf8(stream_id: str) -> bytes:
+    return stream_id.encode()

@@ -41,6 +41,7 @@ from twofold.records import (
     RecordedEvent,
     Snapshot,
     StreamAppend,
+    StreamInfo,
 )
 
 if TYPE_CHECKING:
@@ -114,6 +115,12 @@ class PostgresEventStore:
         self._q_all_types = _q(
             "SELECT {cols} FROM {s}.events WHERE position > %s AND position <= %s"
             " AND type = ANY(%s::text[]) ORDER BY position LIMIT %s",
+            ident,
+        )
+        # In the order of the (stream_id, stream_version) index: the database's collation.
+        self._q_streams = _q(
+            "SELECT stream_id, max(stream_version), max(position) FROM {s}.events "
+            "WHERE stream_id > %s GROUP BY stream_id ORDER BY stream_id LIMIT %s",
             ident,
         )
         self._q_version = _q(
@@ -234,6 +241,14 @@ class PostgresEventStore:
         rules.check_read_all(after, 1, types)
         self._check_open()
         return self._follow(after, None if types is None else list(types))
+
+    async def list_streams(self, *, after: str | None = None, limit: int = 100) -> list[StreamInfo]:
+        rules.check_page(after, limit)
+        self._check_open()
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(self._q_streams, ("" if after is None else after, limit))
+            rows = await cur.fetchall()
+        return [StreamInfo(stream_id=r[0], version=r[1], last_position=r[2]) for r in rows]
 
     async def stream_version(self, stream_id: str) -> int:
         rules.check_stream_id(stream_id)

@@ -38,7 +38,7 @@ from twofold.adapters.postgres.event_store import DEFAULT_SCHEMA, check_schema_n
 from twofold.adapters.postgres.lanes import Lane
 from twofold.adapters.postgres.leases import TAKEN, ProjectionLease, lease_key
 from twofold.adapters.postgres.views_migrations import migrate_views
-from twofold.adapters.postgres.views_sql import ViewSchema
+from twofold.adapters.postgres.views_sql import ViewSchema, collection_table
 from twofold.adapters.postgres.views_tx import decode_document
 from twofold.application.views import (
     ApplyBatch,
@@ -48,6 +48,7 @@ from twofold.application.views import (
     ProjectionState,
     ProjectionStatus,
     SortBy,
+    ViewCopy,
 )
 from twofold.errors import GenerationChangedError, StoreClosedError, UnknownProjectionError
 from twofold.records import RecordedEvent
@@ -87,7 +88,7 @@ class PostgresReadStore:
             "SELECT p.name, p.generation, coalesce(c.position, 0), p.status, p.error, "
             "p.updated_at, p.last_event_at, p.attempts, c.event_store, "
             f"(SELECT count(*) FROM {s}.dead_letters d WHERE d.projection = p.name "
-            f"AND d.generation = p.generation) FROM {s}.projections p "
+            f"AND d.generation = p.generation), p.paused, p.revision FROM {s}.projections p "
             f"LEFT JOIN {s}.checkpoints c ON c.projection = p.name AND c.generation = p.generation"
         )
         self._q_checkpoint = (
@@ -217,6 +218,41 @@ class PostgresReadStore:
         await self._lane(projection).run(
             ops.set_status, self._schema, projection, status, error, attempts
         )
+
+    async def set_paused(self, projection: str, paused: bool) -> None:
+        # On the admin lane: the CLI pauses from a process that runs nothing.
+        if not await self._admin.run(ops.set_paused, self._schema, projection, paused):
+            raise UnknownProjectionError(projection, self.views.projections())
+
+    async def read_copy(self, projection: str, generation: int | None = None) -> ViewCopy:
+        self._check_open()
+        s = f'"{self._schema}"'
+        async with self._pool.connection() as conn, conn.transaction():
+            # One snapshot: the documents are exactly those at the checkpoint read with them.
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if generation is None:
+                cursor = await conn.execute(
+                    f"SELECT generation FROM {s}.projections WHERE name = %s", (projection,)
+                )
+                row = await cursor.fetchone()
+                if row is None:
+                    raise UnknownProjectionError(projection, self.views.projections())
+                generation = int(row[0])
+            cursor = await conn.execute(self._q_checkpoint, (projection, generation))
+            found = await cursor.fetchone()
+            if found is None:
+                raise GenerationChangedError(projection, generation)
+            documents: dict[str, dict[str, Document]] = {}
+            for collection in self.views.collections(projection):
+                table = collection_table(self._schema, collection.name, generation)
+                cursor = await conn.execute(f"SELECT key, doc::text FROM {table}")
+                documents[collection.name] = {
+                    key: decode_document(text) for key, text in await cursor.fetchall()
+                }
+        return ViewCopy(projection, generation, int(found[0]), documents)
+
+    async def drop_copy(self, projection: str, generation: int) -> None:
+        await self._lane(projection).run(ops.drop_copy, self.views, projection, generation)
 
     async def bind_event_store(self, projection: str, generation: int, identity: str) -> str:
         # On the admin lane: every process binds at start, most without running anything.
@@ -366,4 +402,6 @@ def _state(row: tuple[Any, ...]) -> ProjectionState:
         attempts=row[7],
         event_store=row[8],
         parked=int(row[9]),
+        paused=bool(row[10]),
+        revision=int(row[11]),
     )

@@ -9,7 +9,8 @@ Layout (beside the view tables ``v_<collection>_g<generation>`` and the SQL view
 ``v_<collection>`` that name the active generations)::
 
     projections    one row per projection: active generation, status, error, attempts,
-                   freshness
+                   freshness, an operator's pause, and a revision moved by every change
+                   made from outside its runner
     checkpoints    (projection, generation) -> position, and the identity of the event
                    store the copy is built from; no row: that copy is not written
     dead_letters   parked events, per projection and generation
@@ -69,6 +70,14 @@ VIEW_MIGRATIONS: tuple[tuple[int, str, tuple[LiteralString, ...]], ...] = (
         (
             "ALTER TABLE {schema}.projections ADD COLUMN attempts integer NOT NULL DEFAULT 0",
             "ALTER TABLE {schema}.checkpoints ADD COLUMN event_store text",
+        ),
+    ),
+    (
+        3,
+        "operators' pause; a revision that moves with every change made from outside",
+        (
+            "ALTER TABLE {schema}.projections ADD COLUMN paused boolean NOT NULL DEFAULT false",
+            "ALTER TABLE {schema}.projections ADD COLUMN revision bigint NOT NULL DEFAULT 0",
         ),
     ),
 )

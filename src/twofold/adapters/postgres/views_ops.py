@@ -32,8 +32,10 @@ __all__ = [
     "bind_event_store",
     "commit_batch",
     "decode_record",
+    "drop_copy",
     "prepare",
     "release_dead_letters",
+    "set_paused",
     "set_status",
     "switch",
 ]
@@ -219,6 +221,48 @@ def release_dead_letters(
             "AND generation = %s AND position = ANY(%s::bigint[])",
             (projection, generation, list(positions)),
         )
+        conn.execute(
+            f'UPDATE "{views.schema}".projections SET revision = revision + 1 WHERE name = %s',
+            (projection,),
+        )
+
+
+def set_paused(conn: Conn, schema: str, projection: str, paused: bool) -> bool:
+    """Store an operator's pause or resume; False when the projection is unknown."""
+    changed = conn.execute(
+        f'UPDATE "{schema}".projections SET paused = %s, revision = revision + 1, '
+        "updated_at = now() WHERE name = %s",
+        (paused, projection),
+    ).rowcount
+    return changed == 1
+
+
+def drop_copy(conn: Conn, views: ViewSchema, projection: str, generation: int) -> None:
+    """Drop a copy that is not the active one (a verification's scratch copy)."""
+    schema = views.schema
+    with conn.transaction():
+        _lock_ddl(conn, schema)
+        # Lock order: the checkpoint row (waits for a batch in flight), then the projection.
+        conn.execute(
+            f'SELECT 1 FROM "{schema}".checkpoints WHERE projection = %s AND generation = %s '
+            "FOR UPDATE",
+            (projection, generation),
+        )
+        active = conn.execute(
+            f'SELECT 1 FROM "{schema}".projections WHERE name = %s AND generation = %s',
+            (projection, generation),
+        ).fetchone()
+        if active is not None:
+            return
+        for collection in views.collections(projection):
+            conn.execute(
+                f"DROP TABLE IF EXISTS {collection_table(schema, collection.name, generation)}"
+            )
+        for table in ("checkpoints", "dead_letters"):
+            conn.execute(
+                f'DELETE FROM "{schema}".{table} WHERE projection = %s AND generation = %s',
+                (projection, generation),
+            )
 
 
 def set_status(
@@ -323,7 +367,7 @@ def switch(conn: Conn, views: ViewSchema, projection: str, generation: int) -> i
             )
         conn.execute(
             f'UPDATE "{schema}".projections SET generation = %s, status = %s, error = NULL, '
-            "updated_at = now() WHERE name = %s",
+            "updated_at = now(), revision = revision + 1 WHERE name = %s",
             (generation, ProjectionStatus.RUNNING.value, projection),
         )
     return positions[generation]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from twofold.adapters._idempotency import PRUNE_BATCH
-from twofold.records import RecordedEvent, Snapshot
+from twofold.records import RecordedEvent, Snapshot, StreamInfo
 
 if TYPE_CHECKING:
     from twofold.adapters.sqlite._append import Batch
@@ -76,6 +76,16 @@ def to_events(rows: Iterable[Sequence[Any]]) -> list[RecordedEvent]:
             )
         )
     return events
+
+
+def list_streams(conn: sqlite3.Connection, after: str | None, limit: int) -> list[StreamInfo]:
+    # The (stream_id, stream_version) index, in its (byte) order, from ``after`` on.
+    rows = conn.execute(
+        "SELECT stream_id, max(stream_version), max(position) FROM events "
+        "WHERE stream_id > ? GROUP BY stream_id ORDER BY stream_id LIMIT ?",
+        ("" if after is None else after, limit),
+    ).fetchall()
+    return [StreamInfo(stream_id=r[0], version=r[1], last_position=r[2]) for r in rows]
 
 
 def stream_version(conn: sqlite3.Connection, stream_id: str) -> int:

@@ -45,6 +45,7 @@ from twofold.records import (
     Snapshot,
     StreamAppend,
     StreamData,
+    StreamInfo,
 )
 
 __all__ = ["SQLiteEventStore"]
@@ -272,6 +273,10 @@ class SQLiteEventStore:
         rules.check_read_all(after, 1, types)
         self._workers()
         return self._follow(after, None if types is None else frozenset(types))
+
+    async def list_streams(self, *, after: str | None = None, limit: int = 100) -> list[StreamInfo]:
+        rules.check_page(after, limit)
+        return await self._read(functools.partial(sql.list_streams, after=after, limit=limit))
 
     async def stream_version(self, stream_id: str) -> int:
         rules.check_stream_id(stream_id)

@@ -45,6 +45,7 @@ from twofold.application.views import (
     ProjectionState,
     ProjectionStatus,
     SortBy,
+    ViewCopy,
 )
 from twofold.codec import decode_json
 from twofold.errors import GenerationChangedError, StoreClosedError, UnknownProjectionError
@@ -87,6 +88,8 @@ CREATE TABLE IF NOT EXISTS twofold_dead_letters (
 _ADDED_COLUMNS = (
     ("twofold_projections", "attempts", "INTEGER NOT NULL DEFAULT 0"),
     ("twofold_checkpoints", "event_store", "TEXT"),
+    ("twofold_projections", "paused", "INTEGER NOT NULL DEFAULT 0"),
+    ("twofold_projections", "revision", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -235,7 +238,7 @@ class SQLiteReadStore:
             "SELECT p.name, p.generation, COALESCE(c.position, 0), p.status, p.error, "
             "p.updated_at, p.last_event_at, p.attempts, c.event_store, "
             "(SELECT count(*) FROM twofold_dead_letters d WHERE d.projection = p.name "
-            "AND d.generation = p.generation) FROM twofold_projections p "
+            "AND d.generation = p.generation), p.paused, p.revision FROM twofold_projections p "
             "LEFT JOIN twofold_checkpoints c ON c.projection = p.name "
             "AND c.generation = p.generation"
         )
@@ -256,9 +259,79 @@ class SQLiteReadStore:
                 attempts=r[7],
                 event_store=r[8],
                 parked=r[9],
+                paused=bool(r[10]),
+                revision=r[11],
             )
             for r in rows
         ]
+
+    async def set_paused(self, projection: str, paused: bool) -> None:
+        changed = await self._run(self._set_paused, projection, paused)
+        if not changed:
+            raise UnknownProjectionError(projection, self.schema.projections())
+
+    def _set_paused(self, projection: str, paused: bool) -> bool:
+        cursor = self._w().execute(
+            "UPDATE twofold_projections SET paused = ?, revision = revision + 1, "
+            "updated_at = ? WHERE name = ?",
+            (int(paused), to_us(None), projection),
+        )
+        return cursor.rowcount == 1
+
+    async def read_copy(self, projection: str, generation: int | None = None) -> ViewCopy:
+        copy: ViewCopy = await self._run(self._read_copy, projection, generation)
+        return copy
+
+    def _read_copy(self, projection: str, generation: int | None) -> ViewCopy:
+        conn = self._w()
+        conn.execute("BEGIN")  # one read transaction: a snapshot of the file (WAL)
+        try:
+            if generation is None:
+                row = conn.execute(
+                    "SELECT generation FROM twofold_projections WHERE name = ?", (projection,)
+                ).fetchone()
+                if row is None:
+                    raise UnknownProjectionError(projection, self.schema.projections())
+                generation = int(row[0])
+            checkpoint = self._checkpoint(projection, generation)
+            documents: dict[str, dict[str, Document]] = {}
+            for collection in self.schema.collections(projection):
+                table = collection_table(collection.name, generation)
+                documents[collection.name] = {
+                    key: decode_json(doc)
+                    for key, doc in conn.execute(f"SELECT key, doc FROM {table}")
+                }
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ViewCopy(projection, generation, checkpoint, documents)
+
+    async def drop_copy(self, projection: str, generation: int) -> None:
+        await self._run(self._drop_copy, projection, generation)
+
+    def _drop_copy(self, projection: str, generation: int) -> None:
+        conn = self._w()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT 1 FROM twofold_projections WHERE name = ? AND generation = ?",
+                (projection, generation),
+            ).fetchone()
+            if row is None:  # never the active copy
+                for collection in self.schema.collections(projection):
+                    conn.execute(
+                        f"DROP TABLE IF EXISTS {collection_table(collection.name, generation)}"
+                    )
+                for table in ("twofold_checkpoints", "twofold_dead_letters"):
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE projection = ? AND generation = ?",
+                        (projection, generation),
+                    )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     async def set_status(
         self,
@@ -467,7 +540,7 @@ class SQLiteReadStore:
                 )
             conn.execute(
                 "UPDATE twofold_projections SET generation = ?, status = ?, error = NULL, "
-                "updated_at = ? WHERE name = ?",
+                "updated_at = ?, revision = revision + 1 WHERE name = ?",
                 (generation, ProjectionStatus.RUNNING.value, to_us(None), projection),
             )
             conn.execute("COMMIT")
@@ -528,6 +601,10 @@ class SQLiteReadStore:
                 "DELETE FROM twofold_dead_letters WHERE projection = ? AND generation = ? "
                 "AND position = ?",
                 [(projection, generation, p) for p in positions],
+            )
+            conn.execute(
+                "UPDATE twofold_projections SET revision = revision + 1 WHERE name = ?",
+                (projection,),
             )
             conn.execute("COMMIT")
         except BaseException:
