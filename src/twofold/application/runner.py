@@ -278,12 +278,17 @@ class ProjectionRunner:
                 await self._reload(state)  # another process rebuilt or reset the views
                 raise GenerationChangedError(self.name, state.generation)
             self.paused = state.paused
-            if state.revision != self._revision:
-                # Dead letters retried or skipped elsewhere: this copy's parked streams.
-                letters = await self.read_store.dead_letters(self.name, self.generation)
-                self._revision = state.revision
-                self._parked[self.generation] = {letter.stream_id for letter in letters}
-                await self._settle()
+            await self._take_revision(state)
+
+    async def _take_revision(self, state: ProjectionState) -> None:
+        """Dead letters retried or skipped elsewhere (the revision moved): reload the
+        active copy's parked streams."""
+        if state.revision == self._revision or state.generation != self.generation:
+            return
+        letters = await self.read_store.dead_letters(self.name, self.generation)
+        self._revision = state.revision
+        self._parked[self.generation] = {letter.stream_id for letter in letters}
+        await self._settle()
 
     async def _wait_for_resume(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -465,6 +470,14 @@ class ProjectionRunner:
     ) -> None:
         to_park = list(parked or ())
         streams = self._parked.setdefault(generation, set())
+        if (
+            streams
+            and generation == self.generation
+            and any(r.stream_id in streams for r in records)
+        ):
+            # About to park behind a stream: first take a release made elsewhere.
+            await self._take_revision(await self.read_store.state(self.name))
+            streams = self._parked.setdefault(generation, set())
         if streams:
             explicit = {r.position for r, _ in to_park}
             to_park.extend(
