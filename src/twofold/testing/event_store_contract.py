@@ -124,6 +124,25 @@ class EventStoreContract(AppendStreamsContract):
         )
         assert first.recorded_at.utcoffset() == UTC.utcoffset(None)
 
+    async def test_streams_are_listed_in_id_order_with_versions_and_paged(
+        self, store: EventStore
+    ) -> None:
+        assert await store.list_streams() == []
+        for stream, count in (("bravo", 2), ("alpha", 1), ("delta", 3), ("charlie", 1)):
+            await store.append(stream, [new_event() for _ in range(count)], expected_version=ANY)
+        listed = await store.list_streams()
+        assert [(s.stream_id, s.version) for s in listed] == [
+            ("alpha", 1), ("bravo", 2), ("charlie", 1), ("delta", 3),
+        ]  # fmt: skip
+        delta = await store.read_stream("delta")
+        assert listed[-1].last_position == delta[-1].position
+        first = await store.list_streams(limit=2)
+        rest = await store.list_streams(after=first[-1].stream_id, limit=2)
+        assert [s.stream_id for s in first + rest] == ["alpha", "bravo", "charlie", "delta"]
+        assert await store.list_streams(after="delta") == []
+        with pytest.raises(ValueError, match="limit"):
+            await store.list_streams(limit=0)
+
     async def test_append_writes_all_events_or_none(self, store: EventStore) -> None:
         taken = new_event()
         await store.append("other", [taken], expected_version=NO_STREAM)

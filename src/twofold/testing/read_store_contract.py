@@ -189,6 +189,86 @@ class ReadStoreContract:
         assert await views.dead_letters("shop", 1) == []
         assert (await views.get("orders", "s-9") or {})["status"] == "fixed"
 
+    async def test_a_pause_is_stored_and_moves_the_revision(self, views: ReadStore) -> None:
+        await views.prepare("shop", [ORDERS])
+        start = await views.state("shop")
+        assert (start.paused, start.revision) == (False, 0)
+        await views.set_paused("shop", True)
+        paused = await views.state("shop")
+        assert paused.paused and paused.revision > start.revision
+        assert paused.status is ProjectionStatus.RUNNING  # the runner says when it stopped
+        await views.set_paused("shop", False)
+        resumed = await views.state("shop")
+        assert not resumed.paused and resumed.revision > paused.revision
+        with pytest.raises(UnknownProjectionError):
+            await views.set_paused("nothing", True)
+
+    async def test_released_dead_letters_and_switches_move_the_revision(
+        self, views: ReadStore
+    ) -> None:
+        await views.prepare("shop", [ORDERS])
+        parked = [(record(2, "s-9"), "ValueError: bad")]
+        await views.commit_batch(
+            "shop", 1, put_orders(), checkpoint=2, last_event_at=T0, parked=parked
+        )
+        before = (await views.state("shop")).revision
+        await views.release_dead_letters("shop", 1, put_orders(), [2])
+        released = (await views.state("shop")).revision
+        assert released > before
+        await views.switch("shop", await views.begin_rebuild("shop", [ORDERS]))
+        assert (await views.state("shop")).revision > released
+
+    async def test_a_copy_is_read_whole_with_its_checkpoint(self, views: ReadStore) -> None:
+        await views.prepare("shop", [ORDERS, NOTES])
+        await views.commit_batch(
+            "shop",
+            1,
+            put_orders(("a", order("new", 1.5, 1)), ("b", order("paid", 2, 2, tags=["x"]))),
+            checkpoint=4,
+            last_event_at=T0,
+        )
+        live = await views.read_copy("shop")
+        assert (live.projection, live.generation, live.checkpoint) == ("shop", 1, 4)
+        assert live.documents == {
+            "orders": {"a": order("new", 1.5, 1), "b": order("paid", 2, 2, tags=["x"])},
+            "notes": {},
+        }
+        scratch = await views.begin_rebuild("shop", [ORDERS, NOTES])
+        await views.commit_batch(
+            "shop", scratch, put_orders(("c", order("new", 3, 1))), checkpoint=2, last_event_at=T0
+        )
+        copy = await views.read_copy("shop", scratch)
+        assert (copy.generation, copy.checkpoint) == (scratch, 2)
+        assert copy.documents["orders"] == {"c": order("new", 3, 1)}
+        with pytest.raises(UnknownProjectionError):
+            await views.read_copy("nothing")
+
+    async def test_a_copy_that_is_not_active_is_dropped(self, views: ReadStore) -> None:
+        await views.prepare("shop", [ORDERS])
+        await views.commit_batch(
+            "shop", 1, put_orders(("a", order("new", 1, 1))), checkpoint=4, last_event_at=T0
+        )
+        scratch = await views.begin_rebuild("shop", [ORDERS])
+        await views.commit_batch(
+            "shop",
+            scratch,
+            put_orders(),
+            checkpoint=1,
+            last_event_at=T0,
+            parked=[(record(1), "ValueError: bad")],
+        )
+        await views.drop_copy("shop", scratch)
+        with pytest.raises(GenerationChangedError):
+            await views.checkpoint("shop", scratch)
+        assert await views.dead_letters("shop", scratch) == []
+        await views.drop_copy("shop", scratch)  # gone already: no error
+        await views.drop_copy("shop", 1)  # the active copy: kept
+        assert await views.get("orders", "a") == order("new", 1, 1)
+        assert (await views.state("shop")).checkpoint == 4
+        # The next copy starts clean, whatever number it gets.
+        again = await views.begin_rebuild("shop", [ORDERS])
+        assert (await views.read_copy("shop", again)).documents == {"orders": {}}
+
     async def test_find_filters_ranges_orders_and_pages_on_indexes(self, views: ReadStore) -> None:
         await views.prepare("shop", [ORDERS])
         docs = [
