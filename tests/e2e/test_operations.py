@@ -29,6 +29,8 @@ ROUTES = {
     ("get", "/api/customers/{customer_id}/statistics"),
     ("get", "/api/posts/{post_id}"),
     ("get", "/health"),
+    ("get", "/health/live"),
+    ("get", "/health/ready"),
 }
 
 
@@ -51,6 +53,23 @@ def test_health_is_503_when_a_projection_is_stopped(client: httpx.Client, tmp_pa
     response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["status"] == "DOWN"
+
+
+def test_live_answers_and_ready_says_what_stops_it(client: httpx.Client, tmp_path: Path) -> None:
+    live = ok(client.get("/health/live"))
+    assert live["status"] == "UP" and live["process_id"] > 0
+    ready = ok(client.get("/health/ready"))
+    assert ready["status"] == "UP" and ready["stopped"] == []
+    assert [(s["name"], s["status"]) for s in ready["stores"]] == [
+        ("event_store", "UP"),
+        ("read_store", "UP"),
+    ]
+    with sqlite3.connect(tmp_path / "views.db") as views:
+        views.execute("UPDATE twofold_projections SET status = 'stopped' WHERE name = 'blog'")
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert (response.json()["status"], response.json()["stopped"]) == ("DOWN", ["blog"])
+    assert client.get("/health/live").status_code == 200
 
 
 def test_openapi_documents_every_route_with_schemas_and_errors(client: httpx.Client) -> None:

@@ -1,4 +1,10 @@
-"""``GET /health``: where every projection stands, and whether the service keeps up.
+"""``GET /health``: where every projection stands, and whether the service keeps up;
+``GET /health/live`` and ``GET /health/ready`` for orchestrators (Kubernetes probes).
+
+- ``/health/live``: 200 whenever the process answers (it touches no store): restart the
+  process only when this fails.
+- ``/health/ready``: 200 when both stores answer and no projection is stopped or refused;
+  503 otherwise (take the process out of the load balancer, do not restart it).
 
 Read from the read store's bookkeeping and the event store's head (``Operations.status``,
 which the CLI and the admin API show too), so every worker process answers the same
@@ -23,7 +29,9 @@ commands are still accepted, the log is the queue.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable
 from typing import Literal
 
 import msgspec
@@ -32,7 +40,21 @@ from twofold.application.app import App
 from twofold.application.cache import CacheState
 from twofold.application.operations import Attended, Level, ProjectionReport, worst
 
-__all__ = ["Attended", "CacheHealth", "Health", "ProjectionHealth", "RelayHealth", "check_health"]
+__all__ = [
+    "Attended",
+    "CacheHealth",
+    "Health",
+    "Liveness",
+    "ProjectionHealth",
+    "Readiness",
+    "RelayHealth",
+    "StoreCheck",
+    "check_health",
+    "check_ready",
+]
+
+READY_TIMEOUT = 5.0
+"""Seconds a store may take to answer the readiness check before it counts as down."""
 
 ProjectionHealth = ProjectionReport
 """One projection in ``/health`` (``Operations.status`` reports the same)."""
@@ -133,3 +155,56 @@ async def check_health(
 
 async def _assumed(_: str) -> bool:
     return True
+
+
+class Liveness(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["UP"] = "UP"
+    process_id: int
+
+
+class StoreCheck(msgspec.Struct, frozen=True, kw_only=True):
+    name: Literal["event_store", "read_store"]
+    status: Literal["UP", "DOWN"]
+    error: str | None = None
+    """Why it is down."""
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["UP", "DOWN"]
+    stores: list[StoreCheck]
+    stopped: list[str]
+    """Projections stopped or refusing their views (``/health`` says why)."""
+    process_id: int
+
+
+def liveness() -> Liveness:
+    return Liveness(process_id=os.getpid())
+
+
+async def check_ready(app: App, *, timeout: float = READY_TIMEOUT) -> Readiness:
+    """Whether this process can serve: both stores answer within ``timeout`` seconds and
+    no projection is stopped or refused."""
+    stores = [
+        await _probe("event_store", app.event_store.head_position(), timeout),
+        await _probe("read_store", app.read_store.states(), timeout),
+    ]
+    stopped: list[str] = []
+    if all(check.status == "UP" for check in stores):
+        reports = await app.operations.status(attended=_assumed)
+        stopped = [r.name for r in reports if r.status in ("stopped", "refused")]
+    up = all(check.status == "UP" for check in stores) and not stopped
+    return Readiness(
+        status="UP" if up else "DOWN", stores=stores, stopped=stopped, process_id=os.getpid()
+    )
+
+
+async def _probe(
+    name: Literal["event_store", "read_store"], call: Awaitable[object], timeout: float
+) -> StoreCheck:
+    try:
+        await asyncio.wait_for(call, timeout)
+    except TimeoutError:
+        return StoreCheck(name=name, status="DOWN", error=f"no answer within {timeout}s")
+    except Exception as error:
+        return StoreCheck(name=name, status="DOWN", error=f"{type(error).__name__}: {error}")
+    return StoreCheck(name=name, status="UP")

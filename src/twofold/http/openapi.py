@@ -24,7 +24,7 @@ from twofold.http.accept import (
 )
 from twofold.http.api import CommandRoute, HttpApi, QueryRoute
 from twofold.http.endpoints import MAX_TIMEOUT_MS, CommandAccepted
-from twofold.http.health import Health
+from twofold.http.health import Health, Liveness, Readiness
 from twofold.http.problems import Problem
 
 __all__ = ["openapi_document"]
@@ -47,7 +47,7 @@ _STATUS_TEXT = {
 
 
 def openapi_document(api: HttpApi, *, auth: bool) -> dict[str, Any]:
-    types: list[Any] = [Problem, CommandAccepted, Health]
+    types: list[Any] = [Problem, CommandAccepted, Health, Liveness, Readiness]
     types += [r.body for r in api.commands if r.body is not None]
     types += [r.response for r in api.queries]
     _, components = msgspec.json.schema_components(types, ref_template=_REF)
@@ -59,6 +59,8 @@ def openapi_document(api: HttpApi, *, auth: bool) -> dict[str, Any]:
     for query in api.queries:
         paths.setdefault(_openapi_path(query.path), {})["get"] = _query_operation(query, components)
     paths["/health"] = {"get": _health_operation()}
+    paths["/health/live"] = {"get": _live_operation()}
+    paths["/health/ready"] = {"get": _ready_operation()}
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": api.title, "version": api.version, "description": api.description},
@@ -283,15 +285,44 @@ def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
     return unwrapped
 
 
+def _live_operation() -> dict[str, Any]:
+    content = {"application/json": {"schema": {"$ref": _REF.format(name="Liveness")}}}
+    return {
+        "operationId": "healthLive",
+        "summary": "Liveness: the process answers",
+        "description": "Always 200 while the process answers; it touches no store.",
+        "tags": ["operations"],
+        "security": [],
+        "responses": {"200": {"description": "The process answers", "content": content}},
+    }
+
+
+def _ready_operation() -> dict[str, Any]:
+    content = {"application/json": {"schema": {"$ref": _REF.format(name="Readiness")}}}
+    return {
+        "operationId": "healthReady",
+        "summary": "Readiness: the stores answer and no projection is stopped",
+        "description": "503 when a store does not answer or a projection is stopped or "
+        "refuses its views (GET /health says why).",
+        "tags": ["operations"],
+        "security": [],
+        "responses": {
+            "200": {"description": "Ready to serve", "content": content},
+            "503": {"description": "A store is down or a projection stopped", "content": content},
+        },
+    }
+
+
 def _health_operation() -> dict[str, Any]:
     content = {"application/json": {"schema": {"$ref": _REF.format(name="Health")}}}
     return {
         "operationId": "health",
         "summary": "Health of every projection",
         "description": "DOWN (503) when a projection is stopped or lags more than the "
-        "threshold (TWOFOLD_LAG_THRESHOLD seconds). DEGRADED (200) when a projection retries "
-        "or has parked events, or the cache (TWOFOLD_CACHE) is away: queries then answer "
-        "from the read store; the cache never makes the service DOWN.",
+        "threshold (TWOFOLD_LAG_THRESHOLD seconds). DEGRADED (200) when a projection retries, "
+        "has parked events or is paused, a circuit breaker is open, or the cache "
+        "(TWOFOLD_CACHE) is away: queries then answer from the read store; the cache never "
+        "makes the service DOWN.",
         "tags": ["operations"],
         "security": [],
         "responses": {

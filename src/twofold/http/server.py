@@ -39,7 +39,7 @@ from twofold.http.endpoints import (
     Send,
     answer_problem,
 )
-from twofold.http.health import check_health
+from twofold.http.health import check_health, check_ready, liveness
 from twofold.http.observe import ObserveRequests, RequestMeasures, metrics_endpoint
 from twofold.http.openapi import openapi_document
 from twofold.http.problems import PROBLEM_JSON, ProblemError, encode_problem, problem
@@ -98,6 +98,15 @@ def build_asgi(api: HttpApi, app: App | AppFactory) -> Starlette:
         status = 503 if report.status == "DOWN" else 200
         return Response(_encoder.encode(report), status, media_type="application/json")
 
+    async def live(_: Request) -> Response:
+        return Response(_encoder.encode(liveness()), media_type="application/json")
+
+    async def ready(_: Request) -> Response:
+        app = runtime.running()
+        report = await check_ready(app)
+        status = 200 if report.status == "UP" else 503
+        return Response(_encoder.encode(report), status, media_type="application/json")
+
     async def openapi(_: Request) -> Response:
         body = runtime.openapi
         if body is None:  # served before startup (tests without a lifespan)
@@ -117,6 +126,8 @@ def build_asgi(api: HttpApi, app: App | AppFactory) -> Starlette:
     ]
     routes += [
         Route("/health", health, methods=["GET"]),
+        Route("/health/live", live, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_endpoint(runtime), methods=["GET"], include_in_schema=False),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
         Route("/docs", docs, methods=["GET"], include_in_schema=False),
