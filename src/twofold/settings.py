@@ -15,6 +15,7 @@
 | TWOFOLD_CACHE_NOT_FOUND_TTL| 5                            | seconds "no such document" is kept|
 | TWOFOLD_CACHE_LOCAL        | 0                            | documents kept in each process   |
 | TWOFOLD_LOG_FORMAT         | text                         | text, or json: one object a line |
+| TWOFOLD_VERIFY_INTERVAL    | (off)                        | seconds between scheduled verify |
 
 ``TWOFOLD_API_KEYS``: comma-separated entries ``name:secret=scope+scope``. The secret is
 what clients send (at least ``MIN_SECRET_LENGTH`` characters of visible ASCII, no comma);
@@ -36,6 +37,11 @@ the relay publishes the log to, and whose scheme and options ``bootstrap.check_s
 checks. ``TWOFOLD_RELAY=run`` makes a process run the relay (``twofold serve``; ``twofold
 relay`` always does): one process per destination publishes at a time, the others wait
 for its lease and take over when it dies.
+
+``TWOFOLD_VERIFY_INTERVAL``: the process that runs the projections replays the log into a
+scratch copy every that many seconds and compares it with the live views (``twofold
+verify``); the last result shows in ``/health`` (DEGRADED on a divergence) and in the
+logs. Off by default (unset, empty or ``off``): each run replays the whole log.
 
 ``TWOFOLD_INLINE_PROJECTIONS`` (single-database mode, PostgreSQL only): comma-separated
 projection names, or ``*`` for all, applied inside each append's own transaction, so their
@@ -122,6 +128,9 @@ class Settings:
     inline_projections: frozenset[str] = frozenset()
     """Projections applied in the append's transaction; ``{"*"}`` means all of them."""
     log_format: LogFormat = "text"
+    verify_interval: float | None = None
+    """Seconds between scheduled verifications in the process running projections; None:
+    off."""
 
     def __post_init__(self) -> None:
         names = self.inline_projections
@@ -142,6 +151,14 @@ class Settings:
             raise ConfigurationError(
                 "TWOFOLD_RELAY=run needs TWOFOLD_BUS, the broker(s) to relay to; set it, or "
                 "set TWOFOLD_RELAY=off"
+            )
+        interval = self.verify_interval
+        if interval is not None and not (
+            isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0
+        ):
+            raise ConfigurationError(
+                f"verify_interval must be a number of seconds above 0 (or None: off), not "
+                f"{interval!r}"
             )
 
     @property
@@ -202,6 +219,18 @@ class Settings:
                     f"TWOFOLD_LOG_FORMAT must be 'text' or 'json', not {log_format!r}"
                 )
             values["log_format"] = log_format
+        raw_interval = env.get("TWOFOLD_VERIFY_INTERVAL", "").strip()
+        if raw_interval and raw_interval.lower() != "off":
+            try:
+                interval = float(raw_interval)
+            except ValueError:
+                interval = -1.0
+            if not interval > 0:
+                raise ConfigurationError(
+                    "TWOFOLD_VERIFY_INTERVAL must be a number of seconds above 0, or off, not "
+                    f"{raw_interval!r}"
+                )
+            values["verify_interval"] = interval
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

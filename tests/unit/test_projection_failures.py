@@ -27,6 +27,7 @@ from twofold import (
 )
 from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.sqlite.read_store import SQLiteReadStore
+from twofold.application.failure import Backoff, BreakerState, CircuitBreaker, RetryPolicy
 from twofold.codec import encode_json
 from twofold.records import ANY
 
@@ -243,7 +244,9 @@ async def test_a_store_failure_is_retried_with_backoff_and_reported(stores: Stor
         positions=positions,
     )
     await note(events, "s-1", "a")
-    task = asyncio.create_task(runner.supervise(first_delay=0.01))
+    task = asyncio.create_task(
+        runner.supervise(policy=RetryPolicy(Backoff(initial=0.01, maximum=0.01)))
+    )
     try:
         await positions.wait(["notes"], 1, timeout=30)
     finally:
@@ -257,6 +260,41 @@ async def test_a_store_failure_is_retried_with_backoff_and_reported(stores: Stor
     ]
     assert watched.statuses[0][2] == "OperationalError: disk I/O error"
     assert (await views.state("notes")).status is ProjectionStatus.RUNNING
+
+
+async def test_repeated_store_failures_open_the_breaker_until_a_batch_commits(
+    stores: Stores,
+) -> None:
+    events, views = stores
+    watched = Watched(views, failing=3)
+    positions = PositionTracker()
+    runner = ProjectionRunner(
+        Notes(), event_store=events, read_store=watched, codec=Codec(), positions=positions
+    )
+    runner.breaker = CircuitBreaker(
+        failure_threshold=3, backoff=Backoff(initial=0.01, maximum=0.01)
+    )
+    opened: list[BreakerState] = []
+    await note(events, "s-1", "a")
+    policy = RetryPolicy(Backoff(initial=0.001, maximum=0.001))
+    original = runner.failed
+
+    async def failed(error: BaseException, *, policy: RetryPolicy = policy) -> float:
+        delay = await original(error, policy=policy)
+        opened.append(runner.breaker.state)
+        return delay
+
+    runner.failed = failed  # type: ignore[method-assign]
+    task = asyncio.create_task(runner.supervise(policy=policy))
+    try:
+        await positions.wait(["notes"], 1, timeout=30)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert opened == [BreakerState.CLOSED, BreakerState.CLOSED, BreakerState.OPEN]
+    status = runner.breaker.status()
+    assert (status.state, status.opened, status.failures) == (BreakerState.CLOSED, 1, 0)
 
 
 async def test_parked_events_are_counted_with_the_last_error(stores: Stores) -> None:

@@ -8,6 +8,7 @@ the stores the settings name; nothing else constructs adapters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Collection, Sequence
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from twofold.application.caching import Caching
 from twofold.application.commands import CommandBus, CommandResult
 from twofold.application.coordination import Coordination, InProcess
+from twofold.application.failure import CircuitBreaker
 from twofold.application.metrics import Metrics, NoMetrics
 from twofold.application.operations import Operations
 from twofold.application.ports import EventStore, IdempotencyStore
@@ -110,6 +112,20 @@ class App:
         self.run_relay = False
         """Whether ``start`` contends for the relays' leases (``TWOFOLD_RELAY=run``)."""
         self._operations: Operations | None = None
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._verifier: asyncio.Task[None] | None = None
+
+    def add_breaker(self, name: str, breaker: CircuitBreaker) -> None:
+        """Show ``breaker`` (around an external call: a bus, a cache) in health and metrics."""
+        self._breakers[name] = breaker
+
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """This process's circuit breakers by name: one per projection runner around the
+        stores it reaches (``stores:<projection>``), then those added with ``add_breaker``."""
+        found = {f"stores:{name}": runner.breaker for name, runner in sorted(self.runners.items())}
+        found.update(self._breakers)
+        return found
 
     @property
     def repository(self) -> Repository:
@@ -134,6 +150,11 @@ class App:
         await self.coordination.start(self, run=names)
         if self.relays is not None and self.run_relay:
             await self.relays.start()
+        interval = self.settings.verify_interval
+        if self.run_projections and interval is not None and self._verifier is None:
+            self._verifier = asyncio.create_task(
+                self.operations.verify_every(interval), name="scheduled-verify"
+            )
 
     @property
     def runs_projections(self) -> bool:
@@ -145,6 +166,11 @@ class App:
         return await self.coordination.attended(projection)
 
     async def close(self) -> None:
+        if self._verifier is not None:
+            self._verifier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._verifier
+            self._verifier = None
         # The projections and relays stop first: no commit follows the stores' closing.
         if self.relays is not None:
             await self.relays.close()

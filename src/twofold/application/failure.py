@@ -1,7 +1,21 @@
-"""Small pieces for living with failures: exponential backoff with jitter, a circuit breaker.
+"""One failure policy for twofold: exponential backoff with jitter, a cap and a limit on
+attempts (``RetryPolicy``), and a circuit breaker (``CircuitBreaker``).
 
-The relay retries its broker with them; projections and other workers can reuse them. Both
-take their randomness and their clock as arguments, so tests drive them without sleeping.
+Who uses them: projections (a failing handler: ``handler_policy``; a failing store:
+``STORE_RETRY`` in ``ProjectionRunner.supervise``, with a breaker whose state shows in
+``/health``), the PostgreSQL LISTEN connections and checkpoint notifier when they
+reconnect (``RECONNECT``), the relay and its consumers (their own Backoff and breaker,
+same classes), the cache (a breaker).
+
+Why our own and not stamina or tenacity: both are retry *decorators* around one call
+that is attempted again; what twofold retries are long-lived loops (a runner that must
+report ``retrying`` with its attempts between tries, a LISTEN connection that reconnects
+forever, a relay whose breaker state is read by health and metrics while it waits).
+Those need the delay and the breaker state as plain values the loop asks for, driven in
+tests by an injected clock and random source without sleeping; the decorators own the
+loop and the sleep. What they would add over the fifty lines below is that loop, which is
+exactly the part twofold needs to own. Both classes take their randomness and their clock
+as arguments, so tests drive them without sleeping.
 """
 
 from __future__ import annotations
@@ -12,7 +26,16 @@ import random
 import time
 from collections.abc import Callable
 
-__all__ = ["Backoff", "BreakerState", "BreakerStatus", "CircuitBreaker"]
+__all__ = [
+    "RECONNECT",
+    "STORE_RETRY",
+    "Backoff",
+    "BreakerState",
+    "BreakerStatus",
+    "CircuitBreaker",
+    "RetryPolicy",
+    "handler_policy",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,6 +79,42 @@ class Backoff:
 
 
 _rng = random.Random()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often to try again: ``backoff`` between tries, at most ``attempts`` retries
+    (None: until it passes, for what must come back, like a store)."""
+
+    backoff: Backoff = Backoff()
+    attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.attempts is not None and self.attempts < 0:
+            raise ValueError("RetryPolicy.attempts must be 0 or more (or None: no limit)")
+
+    def exhausted(self, retries: int) -> bool:
+        """Whether ``retries`` retries already made are all this policy allows."""
+        return self.attempts is not None and retries >= self.attempts
+
+    def delay(self, retry: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (0 is the first)."""
+        return self.backoff.delay(retry, rng)
+
+
+STORE_RETRY = RetryPolicy(Backoff(initial=0.5, maximum=30.0, jitter=0.5))
+"""A store that fails (not a handler): tried again until it answers, 0.5 s doubling to 30 s."""
+RECONNECT = RetryPolicy(Backoff(initial=0.05, maximum=5.0, jitter=0.5))
+"""A lost connection that only listens (LISTEN, notifications): reconnected until closed."""
+
+
+def handler_policy(retries: int, retry_delay: float) -> RetryPolicy:
+    """A projection's handler that fails: ``retries`` retries from ``retry_delay`` seconds,
+    doubling, capped at 30 s (or ``retry_delay`` when larger), with jitter."""
+    return RetryPolicy(
+        Backoff(initial=retry_delay, maximum=max(30.0, retry_delay), jitter=0.5),
+        attempts=retries,
+    )
 
 
 class BreakerState(enum.Enum):

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Attended",
+    "BreakerReport",
     "Level",
     "Operations",
     "ProgressCallback",
@@ -100,6 +101,20 @@ class ProjectionReport(msgspec.Struct, frozen=True, kw_only=True):
     """An operator paused it."""
     inline: bool = False
     """Applied in the append's own transaction (single-database mode): never behind."""
+
+
+class BreakerReport(msgspec.Struct, frozen=True, kw_only=True):
+    """One circuit breaker of this process (``Operations.breakers``)."""
+
+    name: str
+    state: Literal["closed", "open", "half_open"]
+    failures: int
+    """Consecutive failures counted (a success resets them)."""
+    opened: int
+    """How many times it opened since the process started."""
+    retry_in: float
+    """Seconds until an open breaker lets a trial call through."""
+    last_error: str | None = None
 
 
 def worst(a: Level, b: Level) -> Level:
@@ -189,6 +204,23 @@ class Operations:
                 )
             )
         return reports, head
+
+    def breakers(self) -> list[BreakerReport]:
+        """This process's circuit breakers: open or half open makes health DEGRADED."""
+        reports: list[BreakerReport] = []
+        for name, breaker in self.app.breakers.items():
+            status = breaker.status()
+            reports.append(
+                BreakerReport(
+                    name=name,
+                    state=status.state.value,
+                    failures=status.failures,
+                    opened=status.opened,
+                    retry_in=round(status.retry_in, 3),
+                    last_error=status.last_error,
+                )
+            )
+        return reports
 
     # -- rebuild, reset, pause ------------------------------------------------------------
 

@@ -42,7 +42,8 @@ class Projection:
     - ``batch_size``: events applied per transaction (at most; a catch-up or a rebuild
       reads the log in pages of this size).
     - ``retries``, ``retry_delay``: a failing event is retried with exponential backoff
-      (``retry_delay`` * 2^n seconds) this many times before ``on_error`` applies.
+      (``retry_delay`` * 2^n seconds, capped at 30 s, with jitter: twofold's one failure
+      policy, ``twofold.application.failure``) this many times before ``on_error`` applies.
     - ``on_error``: ``"stop"`` stops the projection and reports the error; ``"park"`` moves
       the event, and every later event of its stream, to the dead letters and goes on.
     """
@@ -62,6 +63,10 @@ class Projection:
             raise ValueError(f"projection name {cls.name!r} must be a lower-case identifier")
         if cls.on_error not in ("stop", "park"):
             raise ValueError(f"{cls.__name__}.on_error must be 'stop' or 'park'")
+        if not (isinstance(cls.retries, int) and cls.retries >= 0):
+            raise ValueError(f"{cls.__name__}.retries must be a whole number from 0 on")
+        if not cls.retry_delay > 0:
+            raise ValueError(f"{cls.__name__}.retry_delay must be above 0 seconds")
 
     @classmethod
     def event_types(cls) -> tuple[type[Event], ...]:

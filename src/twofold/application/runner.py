@@ -34,6 +34,12 @@ from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 from twofold.application.cache_invalidation import CacheInvalidator, recording
+from twofold.application.failure import (
+    STORE_RETRY,
+    CircuitBreaker,
+    RetryPolicy,
+    handler_policy,
+)
 from twofold.application.metrics import SIZE_BUCKETS, Metrics, NoMetrics
 from twofold.application.pages import PageReader
 from twofold.application.ports import EventStore
@@ -120,6 +126,11 @@ class ProjectionRunner:
         self.invalidator = invalidator
         """The cache's invalidator (None: no cache in front of these views)."""
         self._handlers = projection.bind(codec)
+        self.retry_policy = handler_policy(projection.retries, projection.retry_delay)
+        """For a failing handler: the projection's ``retries`` and ``retry_delay``."""
+        self.breaker = CircuitBreaker(failure_threshold=3, backoff=STORE_RETRY.backoff)
+        """Around the stores as this runner reaches them: opens after 3 failures in a row
+        (``supervise`` then waits for it), closes at the next batch that commits."""
         self._lock = asyncio.Lock()
         self.generation = 0
         self.checkpoint = 0
@@ -302,14 +313,14 @@ class ProjectionRunner:
         self,
         *,
         fatal: tuple[type[BaseException], ...] = (),
-        first_delay: float = 0.5,
-        max_delay: float = 30.0,
+        policy: RetryPolicy = STORE_RETRY,
         reload: bool = True,
     ) -> None:
         """``run`` until cancelled; after an unexpected failure (the stores', not a
         handler's: the projection's own policy covers those), report ``retrying`` with the
-        attempts and the error, and start again after a backoff of ``first_delay`` seconds
-        doubling up to ``max_delay``. Errors of a ``fatal`` type end it.
+        attempts and the error, and start again after ``policy``'s backoff (by default
+        0.5 s doubling to 30 s, with jitter, without a limit: a store must come back), or
+        later while the breaker is open. Errors of a ``fatal`` type end it.
 
         ``reload``: start by reading the stored state (another process may have moved the
         checkpoint); False only right after ``start``.
@@ -324,17 +335,16 @@ class ProjectionRunner:
             except fatal:
                 raise
             except Exception as error:
-                delay = await self.failed(error, first_delay=first_delay, max_delay=max_delay)
+                delay = await self.failed(error, policy=policy)
             await asyncio.sleep(delay)
 
-    async def failed(
-        self, error: BaseException, *, first_delay: float = 0.5, max_delay: float = 30.0
-    ) -> float:
-        """Report an unexpected failure (status ``retrying``, one more attempt); return
-        how long to wait before the next attempt."""
+    async def failed(self, error: BaseException, *, policy: RetryPolicy = STORE_RETRY) -> float:
+        """Report an unexpected failure (status ``retrying``, one more attempt, the
+        breaker told); return how long to wait before the next attempt."""
         attempts = self.attempts + 1 if self.status is ProjectionStatus.RETRYING else 1
         self._retries.inc()
-        delay: float = min(first_delay * 2.0 ** min(attempts - 1, 16), max_delay)
+        self.breaker.failure(error)
+        delay = max(policy.delay(attempts - 1), self.breaker.retry_in())
         log.error(
             "projection %s failed (attempt %d); retrying in %.1fs",
             self.name,
@@ -366,6 +376,7 @@ class ProjectionRunner:
         finally:
             await pages.close()
         if self.status is ProjectionStatus.RETRYING:
+            self.breaker.success()
             await self._settle()  # caught up: whatever failed works again
         return self.checkpoint
 
@@ -507,6 +518,7 @@ class ProjectionRunner:
         self._batch_size.observe(len(records))
         if to_park:
             self._parkings.inc(len(to_park))
+        self.breaker.success()  # the stores answer
         if generation == self.generation:
             after = self.checkpoint
             self.checkpoint = last.position
@@ -543,13 +555,15 @@ class ProjectionRunner:
         """Retry one failing event with backoff; then apply the policy. True: go on."""
         live = generation == self.generation
         where = f"position {record.position} (stream {record.stream_id!r})"
-        for attempt in range(self.projection.retries):
+        attempt = 0
+        while not self.retry_policy.exhausted(attempt):
             if live:
                 await self._set(
                     ProjectionStatus.RETRYING, f"{where}: {describe_error(error)}", attempt + 1
                 )
             self._retries.inc()
-            await asyncio.sleep(self.projection.retry_delay * (2**attempt))
+            await asyncio.sleep(self.retry_policy.delay(attempt))
+            attempt += 1
             failed = await self._commit_until_failure([record], generation)
             if failed is None:
                 return True

@@ -15,9 +15,10 @@ whichever of them runs the projections.
 - DEGRADED (200): a projection retries (``retrying``, with its attempts and last error),
   has parked events (``parked``, with the last parking's error), is paused by an operator
   (``paused``), or no process runs it (``unassigned``: TWOFOLD_PROJECTIONS=off everywhere,
-  and no worker); or the cache
-  (``TWOFOLD_CACHE``) is away or behind in the process that answered: queries then answer
-  from the read store, so a cache never makes the service DOWN.
+  and no worker); a circuit breaker of the answering process is open; its last scheduled
+  verification found the views diverging from the log; or the cache (``TWOFOLD_CACHE``) is
+  away or behind in the process that answered: queries then answer from the read store,
+  so a cache never makes the service DOWN.
 - UP (200) otherwise.
 
 With ``TWOFOLD_BUS``, ``relays`` shows each destination's relay: its lag in events and
@@ -38,7 +39,14 @@ import msgspec
 
 from twofold.application.app import App
 from twofold.application.cache import CacheState
-from twofold.application.operations import Attended, Level, ProjectionReport, worst
+from twofold.application.operations import (
+    Attended,
+    BreakerReport,
+    Level,
+    ProjectionReport,
+    worst,
+)
+from twofold.application.verify import VerifyReport
 
 __all__ = [
     "Attended",
@@ -97,6 +105,11 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     relays: list[RelayHealth] = msgspec.field(default_factory=list)
     cache: CacheHealth | None = None
     """The cache (TWOFOLD_CACHE); absent without one."""
+    breakers: list[BreakerReport] = msgspec.field(default_factory=list)
+    """This process's circuit breakers; one open (or half open) makes it DEGRADED."""
+    verify: VerifyReport | None = None
+    """The last verification this process ran (TWOFOLD_VERIFY_INTERVAL), if any: a
+    divergence makes it DEGRADED."""
 
 
 async def check_health(
@@ -141,6 +154,12 @@ async def check_health(
         )
         if cache.status == "DEGRADED":
             overall = worst(overall, "DEGRADED")
+    breakers = app.operations.breakers()
+    if any(b.state != "closed" for b in breakers):
+        overall = worst(overall, "DEGRADED")
+    verified = app.operations.last_verify
+    if verified is not None and not verified.consistent:
+        overall = worst(overall, "DEGRADED")
     return Health(
         status=overall,
         relays=relays,
@@ -150,6 +169,8 @@ async def check_health(
         process_id=os.getpid(),
         projections=reports,
         cache=cache,
+        breakers=breakers,
+        verify=verified,
     )
 
 

@@ -35,6 +35,7 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 
 from twofold.adapters.postgres._pool import connect
+from twofold.application.failure import RECONNECT
 
 __all__ = ["LISTENERS", "ListenLoop", "Listener", "Signal", "advisory_holders", "presence_key"]
 
@@ -129,7 +130,7 @@ class ListenLoop:
 
     async def _run(self) -> None:
         assert self._ready is not None
-        delay = 0.05
+        failures = 0  # in a row: the backoff grows with them, and resets once listening
         while True:
             try:
                 conn = await connect(self._url, role="listen")
@@ -137,9 +138,10 @@ class ListenLoop:
                 if not self._ready.done():
                     self._ready.set_exception(exc)
                     return
+                delay = RECONNECT.delay(failures)
+                failures += 1
                 _log.warning("%s: connecting failed, retrying in %.2fs: %s", self._name, delay, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
                 continue
             try:
                 await conn.execute(self._listen)
@@ -147,14 +149,14 @@ class ListenLoop:
                 self._conn = conn
                 if not self._ready.done():
                     self._ready.set_result(None)
-                delay = 0.05
+                failures = 0
                 async for notify in conn.notifies():
                     self._on_notify(notify.payload)
             except Exception as exc:
                 # Readers poll meanwhile; listening again is all there is to do.
                 _log.warning("%s: connection failed, reconnecting: %s", self._name, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await asyncio.sleep(RECONNECT.delay(failures))
+                failures += 1
             finally:
                 self._conn = None
                 await conn.close()

@@ -27,10 +27,14 @@ from psycopg import AsyncConnection
 
 from twofold.adapters.postgres._listener import ListenLoop
 from twofold.adapters.postgres._pool import ConnectionPool
+from twofold.application.failure import RECONNECT, RetryPolicy
 
 __all__ = ["CheckpointCallback", "CheckpointNotifier", "CheckpointWatcher", "checkpoint_channel"]
 
 CheckpointCallback = Callable[[str, int], None]
+NOTIFY_RETRY = RetryPolicy(RECONNECT.backoff, attempts=5)
+"""A NOTIFY that fails is tried 5 more times (the next commit sends its own; watchers
+also poll), with the reconnection backoff."""
 _log = logging.getLogger("twofold.postgres")
 _decode = msgspec.json.Decoder(dict[str, int]).decode
 _encode = msgspec.json.Encoder().encode
@@ -71,12 +75,12 @@ class CheckpointNotifier:
             except Exception as exc:
                 for name, position in pending.items():  # keep them for the next attempt
                     self._pending[name] = max(position, self._pending.get(name, 0))
-                failures += 1
-                if failures > 5:
+                if NOTIFY_RETRY.exhausted(failures):
                     _log.warning("checkpoint NOTIFY failed %d times, giving up: %s", failures, exc)
                     return
                 _log.warning("checkpoint NOTIFY failed, retrying: %s", exc)
-                await asyncio.sleep(0.2 * failures)
+                await asyncio.sleep(NOTIFY_RETRY.delay(failures))
+                failures += 1
                 continue
             if self._interval > 0:
                 await asyncio.sleep(self._interval)  # commits meanwhile share the next one
