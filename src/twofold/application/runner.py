@@ -390,7 +390,7 @@ class ProjectionRunner:
                 await self._look()
                 if self.paused:
                     return
-                if getter is None or getter.done():
+                if getter is None:  # not while one holds an event not yet taken
                     getter = asyncio.ensure_future(queue.get())
                 poked = asyncio.ensure_future(self._poked.wait())
                 waiting: set[asyncio.Future[Any]] = {getter, feeder, poked}
@@ -408,6 +408,7 @@ class ProjectionRunner:
                 if getter not in done:
                     continue  # time to look at the stored state, or poked
                 batch = [getter.result()]
+                getter = None
                 while len(batch) < self.projection.batch_size and not queue.empty():
                     batch.append(queue.get_nowait())
                 batch = [r for r in batch if r.position > self.checkpoint]
