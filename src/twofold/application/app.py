@@ -254,8 +254,8 @@ class App:
         return self._operations
 
     # -- dead letters ---------------------------------------------------------------------
-    # Call them in the process that runs the projection (with TWOFOLD_PROJECTIONS=run): it
-    # keeps the parked streams in memory as it applies.
+    # From any process over the same stores: the one running the projection takes a
+    # release made elsewhere when it sees the projection's revision move (Operations).
 
     async def dead_letters(self, projection: str | None = None) -> list[DeadLetter]:
         """The parked events of one projection, or of every one, in log order by projection."""

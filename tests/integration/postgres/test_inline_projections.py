@@ -22,7 +22,7 @@ from twofold.application.inline import InlineRunner
 from twofold.application.projections import InlineProjectionError
 from twofold.application.views import ViewTransaction
 from twofold.bootstrap import bootstrap
-from twofold.errors import ConfigurationError
+from twofold.errors import ConfigurationError, ValidationError
 from twofold.examples import shop
 from twofold.settings import Settings
 
@@ -221,3 +221,22 @@ def test_inline_projection_names_are_checked() -> None:
     for bad in ("*,orders", "Orders", "order-views"):
         with pytest.raises(ConfigurationError, match="TWOFOLD_INLINE_PROJECTIONS"):
             Settings.from_env({"TWOFOLD_INLINE_PROJECTIONS": bad})
+
+
+async def test_an_inline_projection_is_verified_and_not_paused(
+    postgres_url: str, pg_schema: str
+) -> None:
+    app = await bootstrap(shop.SERVICE, inline_settings(postgres_url, pg_schema, "orders"))
+    async with app:
+        await app.dispatch(shop.CreateUser(user_id="u-1", email="a@example.com", name="Ann"))
+        await app.dispatch(shop.AddProduct(product_id="p-1", name="Pen", price=Decimal("2.50")))
+        line = shop.OrderItem(product_id="p-1", quantity=2, price=Decimal("2.50"))
+        await app.dispatch(shop.CreateOrder(order_id="o-1", customer_id="u-1", items=(line,)))
+        [orders] = [r for r in await app.operations.status() if r.name == "orders"]
+        assert (orders.inline, orders.status, orders.lag_events) == (True, "running", 0)
+        report = await app.operations.verify("orders")
+        assert report.consistent and report.projections[0].collections
+        for refused in (app.operations.pause, app.operations.retry, app.operations.reset):
+            with pytest.raises(ValidationError, match="applied inline"):
+                await refused("orders")
+        assert (await app.read_store.state("orders")).paused is False
