@@ -279,11 +279,21 @@ class SQLiteReadStore:
         return cursor.rowcount == 1
 
     async def read_copy(self, projection: str, generation: int | None = None) -> ViewCopy:
-        copy: ViewCopy = await self._run(self._read_copy, projection, generation)
-        return copy
+        if self._closed:
+            raise StoreClosedError("read store")
+        # On a connection and thread of its own: a long read holds no batch up (WAL).
+        return await asyncio.to_thread(self._read_copy, projection, generation)
 
     def _read_copy(self, projection: str, generation: int | None) -> ViewCopy:
-        conn = self._w()
+        conn = self._connect()
+        try:
+            return self._read_snapshot(conn, projection, generation)
+        finally:
+            conn.close()
+
+    def _read_snapshot(
+        self, conn: sqlite3.Connection, projection: str, generation: int | None
+    ) -> ViewCopy:
         conn.execute("BEGIN")  # one read transaction: a snapshot of the file (WAL)
         try:
             if generation is None:
@@ -293,7 +303,13 @@ class SQLiteReadStore:
                 if row is None:
                     raise UnknownProjectionError(projection, self.schema.projections())
                 generation = int(row[0])
-            checkpoint = self._checkpoint(projection, generation)
+            row = conn.execute(
+                "SELECT position FROM twofold_checkpoints WHERE projection = ? AND generation = ?",
+                (projection, generation),
+            ).fetchone()
+            if row is None:
+                raise GenerationChangedError(projection, generation)
+            checkpoint = int(row[0])
             documents: dict[str, dict[str, Document]] = {}
             for collection in self.schema.collections(projection):
                 table = collection_table(collection.name, generation)
