@@ -219,3 +219,18 @@ async def verify_finds_divergence(server: App, operator: App) -> None:
     state = await operator.read_store.state("notes")
     assert state.generation == generation
     assert await operator.read_store.count("notes") == 3
+
+
+async def release_after_a_switch_elsewhere(server: App, operator: App) -> None:
+    """The operator's App started before the server rebuilt: it takes the new copy first."""
+    Notes.broken = {"poison"}
+    first = await note(server, "a", "fine")
+    await applied(operator, first)
+    await server.operations.rebuild("notes")  # in the server's process: a new copy
+    parked = await note(server, "a", "poison")
+    await applied(operator, parked)
+    assert await operator.operations.skip("notes", stream_id="note-a") == 1
+    assert await operator.operations.dead_letters() == []
+    later = await note(server, "a", "later")
+    await applied(operator, later)
+    assert await operator.read_store.get("notes", "a") == {"text": "later", "count": 2}

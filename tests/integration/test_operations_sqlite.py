@@ -40,6 +40,7 @@ async def apps(tmp_path: Path) -> AsyncIterator[tuple[App, App]]:
         scenario.rebuild_while_serving,
         scenario.reset_while_serving,
         scenario.verify_finds_divergence,
+        scenario.release_after_a_switch_elsewhere,
     ],
     ids=lambda run: run.__name__,
 )

@@ -299,6 +299,14 @@ class Operations:
             )
         return runner
 
+    async def _current(self, name: str, what: str) -> ProjectionRunner:
+        """The runner, with the stored state taken again unless this process runs it (its
+        own runner knows the state it writes)."""
+        runner = self._runner(name, what)
+        if not self.app.coordination.runs(name):
+            await runner.refresh()
+        return runner
+
     # -- dead letters ---------------------------------------------------------------------
 
     async def dead_letters(self, name: str | None = None) -> list[DeadLetter]:
@@ -324,7 +332,7 @@ class Operations:
     async def retry(self, name: str, stream_id: str | None = None) -> int:
         """Apply ``name``'s parked events again (all, or ``stream_id``'s), stream by stream
         in stream order; return how many applied. A stream that still fails stays parked."""
-        runner = self._runner(name, "retry")
+        runner = await self._current(name, "retry")
         return await runner.retry_dead_letters(stream_id)
 
     async def skip(
@@ -332,7 +340,7 @@ class Operations:
     ) -> int:
         """Drop ``name``'s parked events without applying them (all, ``stream_id``'s, or
         those at ``positions``); return how many were dropped."""
-        runner = self._runner(name, "skip")
+        runner = await self._current(name, "skip")
         return await runner.skip_dead_letters(stream_id, positions)
 
     # -- streams --------------------------------------------------------------------------

@@ -719,6 +719,12 @@ class ProjectionRunner:
             self._park_errors.pop(generation, None)
             await self.read_store.drop_copy(self.name, generation)
 
+    async def refresh(self) -> None:
+        """Take the stored state again: another process may have rebuilt, reset or
+        released since this runner last looked (an operator's process does this first)."""
+        async with self._lock:
+            await self._reload()
+
     async def reset(self) -> None:
         """Empty the views and start again from position 0 (not blue/green)."""
         async with self._lock:

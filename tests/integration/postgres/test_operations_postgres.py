@@ -45,6 +45,7 @@ async def apps(postgres_url: str, pg_schema: str) -> AsyncIterator[tuple[App, Ap
         scenario.rebuild_while_serving,
         scenario.reset_while_serving,
         scenario.verify_finds_divergence,
+        scenario.release_after_a_switch_elsewhere,
     ],
     ids=lambda run: run.__name__,
 )
