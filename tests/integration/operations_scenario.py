@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from twofold import (
     App,
@@ -37,7 +37,7 @@ class Notes(Projection):
 
     name = "notes"
     collections = (Collection("notes", indexes={"text": str}),)
-    on_error = "park"
+    on_error: ClassVar[Literal["stop", "park"]] = "park"
     retries = 1
     retry_delay = 0.001
     broken: ClassVar[set[str]] = set()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.operations_scenario import Notes, note, until
 from tests.unit.bank import BANK, Deposit, OpenAccount
-from twofold import App, Settings, ValidationError, bootstrap
+from twofold import App, ProjectionStatus, Service, Settings, ValidationError, bootstrap
 from twofold.application.operations import decode_event
 from twofold.application.verify import compare_documents
 from twofold.domain.messages import Metadata
@@ -106,3 +107,31 @@ def test_documents_differ_field_by_field_and_by_type() -> None:
         ("gone", True, "<absent>"),
     ]
     assert compare_documents(expected, expected) == []
+
+
+class StoppingNotes(Notes):
+    name = "notes"
+    on_error = "stop"
+    retries = 0
+
+
+async def test_pausing_a_stopped_projection_needs_no_runner_to_answer(tmp_path: Path) -> None:
+    service = Service(name="notes", register=lambda c, q: None, projections=(StoppingNotes,))
+    settings = Settings(event_store="memory://", read_store=f"sqlite:///{tmp_path}/views.db")
+    Notes.broken = {"bad"}
+    try:
+        async with await bootstrap(service, settings) as app:
+            await note(app, "a", "bad")
+            await until_stored(app, ProjectionStatus.STOPPED)
+            assert await app.operations.pause("notes", wait=30) is True
+            [report] = await app.operations.status()
+            assert (report.status, report.level, report.paused) == ("stopped", "DOWN", True)
+    finally:
+        Notes.broken = set()
+
+
+async def until_stored(app: App, status: ProjectionStatus) -> None:
+    async def reached() -> bool:
+        return (await app.read_store.state("notes")).status is status
+
+    await until(reached, f"notes {status.value}")

@@ -281,6 +281,8 @@ class Operations:
             state = await self.app.read_store.state(name)
             if (state.status is ProjectionStatus.PAUSED) == paused:
                 return True
+            if state.status is ProjectionStatus.STOPPED:
+                return True  # it applies nothing either way; the flag waits for a rebuild
             if not await self.app.attended(name):
                 return True  # nobody applies it: the stored request is all there is
             if loop.time() >= deadline:
