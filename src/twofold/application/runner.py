@@ -299,6 +299,8 @@ class ProjectionRunner:
         letters = await self.read_store.dead_letters(self.name, self.generation)
         self._revision = state.revision
         self._parked[self.generation] = {letter.stream_id for letter in letters}
+        # A release elsewhere may have changed views without a new checkpoint.
+        await self._cache_reset()
         await self._settle()
 
     async def _wait_for_resume(self) -> None:
