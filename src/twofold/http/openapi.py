@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from twofold.domain.messages import ID_PATTERN, MAX_ID_LENGTH
+from twofold.http.admin.openapi import admin_paths
 from twofold.http.accept import (
     IDEMPOTENCY_KEY_PATTERN,
     IF_MATCH_PATTERN,
@@ -61,6 +62,8 @@ def openapi_document(api: HttpApi, *, auth: bool) -> dict[str, Any]:
     paths["/health"] = {"get": _health_operation()}
     paths["/health/live"] = {"get": _live_operation()}
     paths["/health/ready"] = {"get": _ready_operation()}
+    projections = [p.name for p in api.service.projection_instances()]
+    paths.update(admin_paths(projections, components))
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": api.title, "version": api.version, "description": api.description},

@@ -27,6 +27,8 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from twofold.application.app import App
+from twofold.http.admin import AdminApi, admin_guard
+from twofold.http.admin.dashboard import dashboard_asset, dashboard_page
 from twofold.http.api import HttpApi
 from twofold.http.auth import ApiKeys
 from twofold.http.docs import docs_asset, docs_page
@@ -71,6 +73,7 @@ def build_asgi(api: HttpApi, app: App | AppFactory) -> Starlette:
     one on startup. The lifespan starts it (its projections run, or are followed, as its
     coordination decides) and closes it on shutdown; nothing here picks a backend."""
     runtime = TwofoldRuntime(body_limit=api.body_limit)
+    admin = AdminApi(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -85,6 +88,7 @@ def build_asgi(api: HttpApi, app: App | AppFactory) -> Starlette:
         finally:
             runtime.app = None
             runtime.measures = None
+            await admin.close()
             await built.close()
 
     async def health(_: Request) -> Response:
@@ -116,6 +120,16 @@ def build_asgi(api: HttpApi, app: App | AppFactory) -> Starlette:
     async def docs(_: Request) -> Response:
         return docs_page(api.title)
 
+    async def dashboard(request: Request) -> Response:
+        scope = request.scope
+        admin_guard(runtime.keys, scope["headers"], scope.get("client"), page=True)
+        return dashboard_page()
+
+    async def dashboard_file(request: Request) -> Response:
+        scope = request.scope
+        admin_guard(runtime.keys, scope["headers"], scope.get("client"), page=True)
+        return dashboard_asset(request)
+
     by_path: dict[str, dict[str, Endpoint]] = {}
     for command in api.commands:
         by_path.setdefault(command.path, {})[command.method] = CommandEndpoint(command, runtime)
@@ -132,6 +146,9 @@ def build_asgi(api: HttpApi, app: App | AppFactory) -> Starlette:
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
         Route("/docs", docs, methods=["GET"], include_in_schema=False),
         Route("/docs/assets/{name}", docs_asset, methods=["GET"], include_in_schema=False),
+        Route("/admin", dashboard, methods=["GET"], include_in_schema=False),
+        Route("/admin/assets/{name}", dashboard_file, methods=["GET"], include_in_schema=False),
+        *admin.routes(),
     ]
     return TwofoldApp(
         by_path,
