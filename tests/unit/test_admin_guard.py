@@ -12,8 +12,10 @@ from twofold.settings import ApiKey
 NO_KEYS = ApiKeys([])
 KEYS = ApiKeys(
     [
-        ApiKey(name="ops", secret="s3cret-admin", scopes=("admin",)),
-        ApiKey(name="app", secret="s3cret-app", scopes=("commands", "queries")),
+        ApiKey(name="ops", secret="admin-secret-0123456789", scopes=frozenset({"admin"})),
+        ApiKey(
+            name="app", secret="app-secret-0123456789", scopes=frozenset({"commands", "queries"})
+        ),
     ]
 )
 LOCAL = ("127.0.0.1", 50000)
@@ -71,9 +73,9 @@ def test_without_keys_a_request_from_another_site_is_refused() -> None:
 def test_with_keys_the_admin_scope_is_needed() -> None:
     assert "needs a key" in refused(401, KEYS, HOST, LOCAL)
     assert "not valid" in refused(401, KEYS, [*HOST, (b"x-api-key", b"wrong")], LOCAL)
-    lacking = [*HOST, (b"authorization", b"Bearer s3cret-app")]
+    lacking = [*HOST, (b"authorization", b"Bearer app-secret-0123456789")]
     assert "'admin' scope" in refused(403, KEYS, lacking, LOCAL)
-    admin = [(b"authorization", b"Bearer s3cret-admin")]
+    admin = [(b"authorization", b"Bearer admin-secret-0123456789")]
     principal = admin_guard(KEYS, admin, ("198.51.100.4", 1))
     assert principal is not None and principal.name == "ops"
 

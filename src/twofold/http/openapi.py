@@ -16,13 +16,13 @@ from typing import Any
 import msgspec
 
 from twofold.domain.messages import ID_PATTERN, MAX_ID_LENGTH
-from twofold.http.admin.openapi import admin_paths
 from twofold.http.accept import (
     IDEMPOTENCY_KEY_PATTERN,
     IF_MATCH_PATTERN,
     MAX_POSITION,
     POSITION_PATTERN,
 )
+from twofold.http.admin.openapi import admin_paths
 from twofold.http.api import CommandRoute, HttpApi, QueryRoute
 from twofold.http.endpoints import MAX_TIMEOUT_MS, CommandAccepted
 from twofold.http.health import Health, Liveness, Readiness

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from twofold.application.operations import ProjectionReport
 from twofold.http.admin.jobs import Job
 from twofold.http.admin.routes import MAX_PAGE, MAX_TEXT, PAGE
 from twofold.http.admin.schemas import (
@@ -29,13 +30,13 @@ from twofold.http.admin.schemas import (
     VerifyBody,
     VerifyOut,
 )
-from twofold.application.operations import ProjectionReport
 
 __all__ = ["admin_paths"]
 
 _REF = "#/components/schemas/{name}"
 _TAG = ["admin"]
 _TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": "^[^\\u0000]+$"}
+_POSITION = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 _WHY = {
     401: "No valid API key (when keys are configured)",
     403: "The key lacks the admin scope; or, without keys, the client is not this machine",
@@ -219,7 +220,7 @@ def admin_paths(projections: Sequence[str], components: dict[str, Any]) -> dict[
                 _answer(DeadLetterOut, "The parked event", 404),
                 parameters=[
                     name,
-                    _path("position", {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}),
+                    _path("position", _POSITION),
                 ],
             )
         },
@@ -227,8 +228,12 @@ def admin_paths(projections: Sequence[str], components: dict[str, Any]) -> dict[
             "post": _operation(
                 "admin_retry",
                 "Apply parked events again, stream by stream in order",
-                _answer(Released, "How many applied; a stream that fails again stays parked",
-                        404, *with_body),  # fmt: skip
+                _answer(
+                    Released,
+                    "How many applied; a stream that fails again stays parked",
+                    404,
+                    *with_body,
+                ),
                 parameters=[name],
                 body=RetryBody,
             )
@@ -257,8 +262,7 @@ def admin_paths(projections: Sequence[str], components: dict[str, Any]) -> dict[
                 _answer(StreamEvents, "The page", 404, 422),
                 parameters=[
                     _path("stream_id", _TEXT),
-                    _query("from_version", {"type": "integer", "minimum": 1,
-                                            "maximum": 2**63 - 1, "default": 1}),  # fmt: skip
+                    _query("from_version", {**_POSITION, "default": 1}),
                     limit,
                 ],
             )
@@ -292,8 +296,12 @@ def admin_paths(projections: Sequence[str], components: dict[str, Any]) -> dict[
             "post": _operation(
                 "admin_verify",
                 "Replay the log into a scratch copy and compare it with the live views",
-                _answer(VerifyOut, "The differences, per projection and collection",
-                        404, *with_body),  # fmt: skip
+                _answer(
+                    VerifyOut,
+                    "The differences, per projection and collection",
+                    404,
+                    *with_body,
+                ),
                 body=VerifyBody,
             )
         },

@@ -240,13 +240,14 @@ class AdminApi:
         request: Request,
         ops: Operations,
         action: Any,
-        run: Callable[[str], Awaitable[None]],
+        run: Callable[[str], Awaitable[bool | None]],
     ) -> Response:
         name = _name(request)
         await _body(request, None)
         ops.names(name)
-        await run(name)
-        return _json(ActionDone(projection=name, action=action, status=await _report(ops, name)))
+        taken = await run(name)
+        report = await _report(ops, name)
+        return _json(ActionDone(projection=name, action=action, taken=taken, status=report))
 
     # -- dead letters ---------------------------------------------------------------------
 
@@ -278,7 +279,9 @@ class AdminApi:
         applied = await ops.retry(name, body.stream_id)
         remaining = len(await ops.dead_letters(name))
         return _json(
-            Released(projection=name, stream_id=body.stream_id, applied=applied, remaining=remaining)
+            Released(
+                projection=name, stream_id=body.stream_id, applied=applied, remaining=remaining
+            )
         )
 
     async def skip(self, request: Request, ops: Operations) -> Response:
@@ -299,7 +302,9 @@ class AdminApi:
         skipped = await ops.skip(name, body.stream_id, body.positions)
         remaining = len(await ops.dead_letters(name))
         return _json(
-            Released(projection=name, stream_id=body.stream_id, skipped=skipped, remaining=remaining)
+            Released(
+                projection=name, stream_id=body.stream_id, skipped=skipped, remaining=remaining
+            )
         )
 
     # -- streams --------------------------------------------------------------------------
@@ -320,7 +325,9 @@ class AdminApi:
         from_version = 1 if raw is None else _whole(raw, "from_version", minimum=1)
         version = await ops.app.event_store.stream_version(stream_id)
         if version == 0:
-            raise not_found(f"no stream {stream_id!r} in the log; check the id (streams lists them)")
+            raise not_found(
+                f"no stream {stream_id!r} in the log; check the id (GET /admin/api/streams)"
+            )
         events = await ops.stream(stream_id, from_version, limit)
         last = events[-1].stream_version if events else from_version - 1
         return _json(

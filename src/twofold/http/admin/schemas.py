@@ -65,6 +65,9 @@ class ActionDone(msgspec.Struct, frozen=True, kw_only=True):
 
     projection: str
     action: Literal["pause", "resume", "reset"]
+    taken: bool | None
+    """Pause and resume: whether the process that runs the projection took it within 10
+    seconds (false: it takes it at its next look at the stored state); null for reset."""
     status: ProjectionReport
     """Where the projection stands right after."""
 
