@@ -530,20 +530,21 @@ async function runVerify(event) {
   const button = event.submitter || document.querySelector("#verify-form button");
   button.disabled = true;
   box.replaceChildren(el("p", { class: "hint", text: "Verifying…" }));
-  let report;
+  let answer;
   try {
-    report = await api("POST", "/verify", projection ? { projection } : {});
+    answer = await api("POST", "/verify", projection ? { projection } : {});
   } catch (error) {
     box.replaceChildren(el("p", { class: "bad", text: error.message }));
     return;
   } finally {
     button.disabled = false;
   }
+  const report = answer.report;
   box.replaceChildren(
-    el("p", { class: report.consistent ? "ok" : "bad",
-      text: report.consistent ? "Consistent: the live views equal a replay of the log."
+    el("p", { class: answer.consistent ? "ok" : "bad",
+      text: answer.consistent ? "Consistent: the live views equal a replay of the log."
         : "Divergent: the live views differ from a replay of the log." }),
-    report.projections.map((p) => el("div", { class: "group", "data-verify": p.name },
+    ...report.projections.map((p) => el("div", { class: "group", "data-verify": p.name },
       el("h3", {}, `${p.name} at position ${fmt(p.position)}: `,
         el("span", { class: p.consistent ? "ok" : "bad", text: p.consistent ? "consistent" : "diverges" })),
       p.error ? el("p", { class: "bad", text: p.error }) : null,
