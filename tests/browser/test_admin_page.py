@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from tests.browser.conftest import ARTIFACTS
 from tests.e2e.conftest import running, shop_settings
 from tests.e2e.poison import append_to, poison_order
 from tests.e2e.shop_client import ok, order, shop
@@ -72,6 +73,9 @@ def test_the_dashboard_shows_a_parked_event_and_skips_it(visit: Any, tmp_path: P
         group.locator("details").first.locator("summary").click()
         assert '"order_id": "o9"' in group.locator("pre").first.inner_text()
         admin.screenshot("parked")
+        # The README's picture (docs/images/dashboard.png is a copy): what one screen shows.
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
 
         # Skipping asks first; cancelling changes nothing.
         group.get_by_role("button", name="Skip stream Order-o9 of orders").click()

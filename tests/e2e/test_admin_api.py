@@ -20,10 +20,12 @@ from starlette.routing import Route
 
 from tests.e2e.conftest import running, shop_settings
 from tests.e2e.poison import append_to, poison_order
+from tests.e2e.processes import environment, serving
 from tests.e2e.shop_client import ok, order, problem, product, shop, user
 from tests.integration.postgres.conftest import pg_schema, postgres_url
 from twofold.codec import Codec
 from twofold.examples import shop as shop_app
+from twofold.examples.bank.http import api as bank_api
 from twofold.examples.shop.http import api as shop_api
 from twofold.settings import Settings
 
@@ -330,5 +332,85 @@ def test_every_admin_route_is_in_the_openapi_document(admin: httpx.Client) -> No
         for method in (route.methods or set()) - {"HEAD"}
     }
     assert documented == served
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if not path.startswith("/admin/api/"):
+                continue
+            responses = operation["responses"]
+            assert "content" in (responses.get("200") or responses["202"]), (method, path)
+            assert {"401", "403", "503"} <= responses.keys(), (method, path)
+            problem = responses["403"]["content"]["application/problem+json"]
+            assert problem["schema"] == {"$ref": "#/components/schemas/Problem"}
+            assert operation["tags"] == ["admin"]
     name = document["paths"]["/admin/api/projections/{name}"]["get"]["parameters"][0]
     assert set(name["schema"]["enum"]) == set(projections(admin))
+
+
+ADMIN_KEY = "admin-key-0123456789abcdef"
+APP_KEY = "app-key-0123456789abcdef"
+
+
+def test_with_keys_the_admin_scope_is_needed(tmp_path: Path) -> None:
+    keys = f"ops:{ADMIN_KEY}=admin,app:{APP_KEY}=commands+queries"
+    env = environment(TWOFOLD_API_KEYS=keys)
+    with serving([], cwd=tmp_path, env=env) as (url, _), httpx.Client(base_url=url) as client:
+        missing = problem(client.get("/admin/api/projections"), 401)
+        assert "needs a key" in missing["detail"]
+        lacking = problem(
+            client.get("/admin/api/projections", headers={"authorization": f"Bearer {APP_KEY}"}),
+            403,
+        )
+        assert "'admin' scope" in lacking["detail"]
+        allowed = client.get("/admin/api/projections", headers={"x-api-key": ADMIN_KEY})
+        assert {p["name"] for p in ok(allowed)["projections"]} >= {"users", "orders"}
+        # The page holds no data: it is served, and asks for the key itself.
+        page = client.get("/admin")
+        assert page.status_code == 200 and "API key" in page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert client.get("/admin/assets/admin.js").status_code == 200
+        assert client.get("/admin/assets/nothing.js").status_code == 404
+
+
+async def test_without_keys_another_machine_is_refused(tmp_path: Path) -> None:
+    # The request comes from 198.51.100.7, as the ASGI server would say of a remote client.
+    app = shop_api.asgi(shop_settings(tmp_path))
+    remote = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
+    async with httpx.AsyncClient(transport=remote, base_url="http://127.0.0.1:8000") as client:
+        for path in ("/admin/api/projections", "/admin"):
+            refused = problem(await client.get(path), 403)
+            assert "198.51.100.7" in refused["detail"] and "ssh -L" in refused["detail"]
+
+
+def test_without_keys_proxies_and_other_sites_are_refused(tmp_path: Path) -> None:
+    app = shop_api.asgi(shop_settings(tmp_path))
+    with running(app) as url, httpx.Client(base_url=url) as client:
+        proxied = client.get("/admin/api/projections", headers={"x-forwarded-for": "1.2.3.4"})
+        # uvicorn takes the forwarded address as the client's (it trusts a proxy on
+        # loopback); the guard refuses it as remote, and refuses any forwarded request.
+        detail = problem(proxied, 403)["detail"]
+        assert "1.2.3.4 is not it" in detail or "proxy" in detail
+        forged = client.post(
+            "/admin/api/projections/users/pause", headers={"origin": "https://evil.example"}
+        )
+        assert "another site" in problem(forged, 403)["detail"]
+        rebound = client.get("/admin/api/projections", headers={"host": "evil.example"})
+        assert "evil.example" in problem(rebound, 403)["detail"]
+        # Nothing was paused by the refused request.
+        assert not projections(client)["users"]["paused"]
+
+
+def test_a_users_own_http_api_serves_the_admin_api_and_dashboard(tmp_path: Path) -> None:
+    settings = Settings(
+        event_store=f"sqlite:///{tmp_path}/bank.db",
+        read_store=f"sqlite:///{tmp_path}/bank-views.db",
+    )
+    with running(bank_api.asgi(settings)) as url, httpx.Client(base_url=url) as client:
+        opened = client.post("/accounts", json={"owner": "Ann", "account_id": "ann"})
+        assert opened.status_code == 201
+        position = opened.json()["position"]
+        ok(client.get("/accounts/ann", params={"min_position": position}))
+        reports = ok(client.get("/admin/api/projections"))
+        assert reports["head_position"] == position
+        assert [p["name"] for p in reports["projections"]] == ["balances"]
+        assert ok(client.get("/admin/api/streams"))["streams"][0]["stream_id"] == "Account-ann"
+        assert "twofold admin" in client.get("/admin").text

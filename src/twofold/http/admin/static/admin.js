@@ -267,6 +267,16 @@ function sample(projections) {
   while (state.samples.length && state.samples[0].t < now - CHART_SECONDS) state.samples.shift();
 }
 
+/* The smallest of 4, 10, 20, 50, 100, 200, 500... at or above n: axis ticks at 0, half, whole. */
+function niceCeiling(n) {
+  if (n <= 4) return 4;
+  let step = 10;
+  for (;;) {
+    for (const m of [1, 2, 5]) if (n <= step * m) return step * m;
+    step *= 10;
+  }
+}
+
 function drawChart() {
   const canvas = document.getElementById("lag-chart");
   const ratio = window.devicePixelRatio || 1;
@@ -281,8 +291,9 @@ function drawChart() {
   const left = 56, right = 10, top = 12, bottom = 46;
   const plotW = Math.max(10, width - left - right);
   const plotH = Math.max(10, height - top - bottom);
-  let max = 1;
-  for (const s of state.samples) for (const n of names) max = Math.max(max, s.lags[n] || 0);
+  let most = 0;
+  for (const s of state.samples) for (const n of names) most = Math.max(most, s.lags[n] || 0);
+  const max = niceCeiling(most);
   const now = Date.now() / 1000;
   const x = (t) => left + plotW * (1 - (now - t) / CHART_SECONDS);
   const y = (v) => top + plotH * (1 - v / max);
@@ -340,7 +351,9 @@ function eventBlock(event, extra) {
     extra || null,
     el("details", {},
       el("summary", {}, "data and metadata"),
+      el("p", { class: "hint", text: "data" }),
       el("pre", { "aria-label": "data", text: json(event.data) }),
+      el("p", { class: "hint", text: "metadata" }),
       el("pre", { "aria-label": "metadata", text: json(meta) })),
     followLinks(event));
 }
