@@ -23,7 +23,8 @@ the name (letters, digits, ``_.@-``) is who they are: events record it as their 
 An entry without ``name:`` is named ``key-<n>``, n its place in the list (from 1).
 Scopes: ``commands`` (the write API), ``queries`` (the read API), ``admin`` (operations:
 ``/admin/api/`` and the ``/admin`` dashboard; without any keys they answer loopback clients
-only, see docs/admin.md), ``metrics`` (``GET /metrics`` only, for a Prometheus server; ``admin`` includes it).
+only, see docs/admin.md), ``metrics`` (``GET /metrics`` only, for a Prometheus server;
+``admin`` includes it).
 
 ``TWOFOLD_CACHE``: a Redis URL (``redis://``, ``rediss://``, ``unix://``) turns on the
 cache in front of the views (docs/cache.md); its query may hold the cache's other options
