@@ -31,7 +31,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -39,8 +39,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from twofold.application.app import App
-from twofold.application.operations import Operations, ProjectionReport, decode_event
+from twofold.application.operations import (
+    Level,
+    Operations,
+    ProjectionReport,
+    decode_event,
+    worst,
+)
 from twofold.application.views import DeadLetter
 from twofold.errors import TwofoldError, UnknownProjectionError
 from twofold.http import accept
@@ -101,7 +106,6 @@ class AdminApi:
         self.runtime = runtime
         self.jobs = Jobs()
         self.figures = figures if figures is not None else Figures()
-        self._operations: tuple[App, Operations] | None = None
 
     def routes(self) -> list[BaseRoute]:
         def route(path: str, handler: Handler, method: str) -> Route:
@@ -130,12 +134,6 @@ class AdminApi:
 
     async def close(self) -> None:
         await self.jobs.close()
-        self._operations = None
-
-    def operations(self, app: App) -> Operations:
-        if self._operations is None or self._operations[0] is not app:
-            self._operations = (app, app.operations)
-        return self._operations[1]
 
     def _guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -143,7 +141,7 @@ class AdminApi:
             admin_guard(self.runtime.keys, scope["headers"], scope.get("client"))
             app = self.runtime.running()
             try:
-                return await handler(request, self.operations(app))
+                return await handler(request, app.operations)
             except ProblemError:
                 raise
             except UnknownProjectionError as error:
@@ -165,14 +163,13 @@ class AdminApi:
 
     async def overview(self, request: Request, ops: Operations) -> Response:
         reports, head = await ops.status_at()
-        level = "UP"
+        level: Level = "UP"
         for report in reports:
-            if report.level == "DOWN" or (report.level == "DEGRADED" and level == "UP"):
-                level = report.level
-        commands, queries, source = self.figures.read()
+            level = worst(level, report.level)
+        commands, queries, source = await self.figures.read(ops.app.metrics)
         return _json(
             Overview(
-                status=level,  # type: ignore[arg-type]
+                status=level,
                 head_position=head,
                 process_id=os.getpid(),
                 projections=len(reports),
@@ -239,7 +236,7 @@ class AdminApi:
         self,
         request: Request,
         ops: Operations,
-        action: Any,
+        action: Literal["pause", "resume", "reset"],
         run: Callable[[str], Awaitable[bool | None]],
     ) -> Response:
         name = _name(request)
