@@ -387,9 +387,15 @@ class ProjectionRunner:
         subscription = self.event_store.subscribe(after=self.checkpoint)
         feeder = asyncio.create_task(_feed(subscription, queue), name=f"feed-{self.name}")
         getter: asyncio.Future[RecordedEvent] | None = None
+        generation = self.generation
         try:
             while self.status is not ProjectionStatus.STOPPED:
                 await self._look()
+                if self.generation != generation:
+                    # This process switched copies (a reset here): the subscription reads
+                    # on from the old copy's checkpoint; catch the new copy up instead
+                    # (checked again under the lock before a batch is applied).
+                    raise GenerationChangedError(self.name, self.generation)
                 if self.paused:
                     return
                 if getter is None:  # not while one holds an event not yet taken
@@ -413,9 +419,12 @@ class ProjectionRunner:
                 getter = None
                 while len(batch) < self.projection.batch_size and not queue.empty():
                     batch.append(queue.get_nowait())
-                batch = [r for r in batch if r.position > self.checkpoint]
-                if batch:
-                    await self.process(batch)
+                async with self._lock:
+                    if self.generation != generation:
+                        raise GenerationChangedError(self.name, self.generation)
+                    batch = [r for r in batch if r.position > self.checkpoint]
+                    if batch:
+                        await self._process(batch, generation)
         finally:
             # Both end here, the pending get too: no task outlives the runner.
             pending: list[asyncio.Future[Any]] = [feeder] if getter is None else [getter, feeder]
