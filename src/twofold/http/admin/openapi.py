@@ -44,7 +44,8 @@ _WHY = {
     409: "The operation is refused in the projection's present state",
     413: "The body is larger than the limit",
     415: "The body is not JSON",
-    422: "Invalid input: the `errors` member lists each field at fault; nothing was changed",
+    422: "Invalid input (a path or query parameter, or the body): the `errors` member lists "
+    "each field at fault; nothing was changed",
     503: "The service is starting or stopping",
 }
 _TYPES: list[Any] = [
@@ -75,7 +76,7 @@ def _answer(kind: Any, description: str, *statuses: int) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {"description": description, "content": {"application/json": {"schema": _ref(kind)}}}
     }
-    for status in (401, 403, 503, *statuses):
+    for status in (401, 403, 422, 503, *statuses):
         responses[str(status)] = {
             "description": _WHY[status],
             "content": {"application/problem+json": {"schema": _ref_name("Problem")}},

@@ -89,6 +89,7 @@ _encoder = msgspec.json.Encoder()
 BODY_LIMIT = 256 * 1024
 PAGE = 100
 MAX_PAGE = 1000
+MAX_POSITION = 2**63 - 1
 MAX_TEXT = 1000
 """The longest stream id or correlation id a route takes."""
 Handler = Callable[[Request, Operations], Awaitable[Response]]
@@ -123,7 +124,8 @@ class AdminApi:
             route("/dead-letters", self.dead_letters, "GET"),
             route("/projections/{name}/dead-letters/retry", self.retry, "POST"),
             route("/projections/{name}/dead-letters/skip", self.skip, "POST"),
-            route("/projections/{name}/dead-letters/{position}", self.dead_letter, "GET"),
+            # An int converter: .../dead-letters/retry is that route's (405 for a GET).
+            route("/projections/{name}/dead-letters/{position:int}", self.dead_letter, "GET"),
             route("/streams", self.streams, "GET"),
             route("/streams/{stream_id:path}", self.stream, "GET"),
             route("/events/{event_id}", self.event, "GET"),
@@ -252,6 +254,8 @@ class AdminApi:
         query = _query(request, {"projection", "stream_id"})
         name = query.get("projection")
         stream_id = query.get("stream_id")
+        if stream_id is not None:
+            _text(stream_id, "stream_id")
         letters = await ops.dead_letters(name)
         if stream_id is not None:
             letters = [d for d in letters if d.stream_id == stream_id]
@@ -261,8 +265,11 @@ class AdminApi:
 
     async def dead_letter(self, request: Request, ops: Operations) -> Response:
         name = _name(request)
-        raw = request.path_params["position"]
-        position = _whole(raw, "position", minimum=1)
+        position: int = request.path_params["position"]
+        if not 1 <= position <= MAX_POSITION:
+            raise invalid_input(
+                [FieldProblem("position", f"must be from 1 to {MAX_POSITION}, not {position}")]
+            )
         for letter in await ops.dead_letters(name):
             if letter.position == position:
                 return _json(_letter(letter))
@@ -309,6 +316,8 @@ class AdminApi:
     async def streams(self, request: Request, ops: Operations) -> Response:
         query = _query(request, {"after", "limit"})
         limit = _limit(query.get("limit"))
+        if "after" in query:
+            _text(query["after"], "after")
         found = await ops.streams(query.get("after"), limit + 1)
         page = found[:limit]
         next_after = page[-1].stream_id if len(found) > limit else None
