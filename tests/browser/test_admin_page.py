@@ -127,8 +127,13 @@ def test_the_dashboard_follows_streams_verifies_and_rebuilds(visit: Any, tmp_pat
         page.locator("#verify-result p.ok", has_text="Consistent: the live views").wait_for()
         assert page.locator('#verify-result [data-verify="users"]').count() == 1
 
-        projection_row(page, "users").get_by_role("button", name="Rebuild users").click()
-        confirm(page)
+        # With the keyboard alone: the button, then the dialog (Cancel has the focus first).
+        projection_row(page, "users").get_by_role("button", name="Rebuild users").focus()
+        page.keyboard.press("Enter")
+        page.locator("dialog#confirm").wait_for(state="visible")
+        assert page.evaluate("document.activeElement.id") == "confirm-cancel"
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
         page.locator("#notice", has_text="rebuild users: done at position 2").wait_for()
         assert cell(page, "users", "Position") == "2"
 

@@ -414,3 +414,29 @@ def test_a_users_own_http_api_serves_the_admin_api_and_dashboard(tmp_path: Path)
         assert [p["name"] for p in reports["projections"]] == ["balances"]
         assert ok(client.get("/admin/api/streams"))["streams"][0]["stream_id"] == "Account-ann"
         assert "twofold admin" in client.get("/admin").text
+
+
+def test_with_several_workers_a_rebuild_is_followed_on_its_own_connection(
+    tmp_path: Path,
+) -> None:
+    with (
+        serving(["--workers", "2"], cwd=tmp_path, env=environment()) as (url, _),
+        httpx.Client(base_url=url, timeout=DEADLINE) as client,
+    ):
+        position = shop(client)
+        kinds: list[str] = []
+        last: dict[str, Any] = {}
+        with client.stream(
+            "POST", "/admin/api/projections/orders/rebuild", headers={"accept": "text/event-stream"}
+        ) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    kinds.append(line.removeprefix("event: "))
+                elif line.startswith("data: "):
+                    last = msgspec.json.decode(line.removeprefix("data: "))
+        assert kinds[-1] == "done" and last["checkpoint"] == position
+        # Whichever worker answers, the views are the rebuilt ones and keep up.
+        placed = order(client, order_id="o2")
+        view = ok(client.get("/api/orders/o2", params={"min_position": placed["position"]}))
+        assert view["order_id"] == "o2"
