@@ -318,9 +318,10 @@ class AdminApi:
         limit = _limit(query.get("limit"))
         if "after" in query:
             _text(query["after"], "after")
-        found = await ops.streams(query.get("after"), limit + 1)
-        page = found[:limit]
-        next_after = page[-1].stream_id if len(found) > limit else None
+        page = await ops.streams(query.get("after"), limit)
+        next_after = None
+        if len(page) == limit and await ops.streams(page[-1].stream_id, 1):
+            next_after = page[-1].stream_id  # another page follows
         return _json(Streams(streams=page, next_after=next_after))
 
     async def stream(self, request: Request, ops: Operations) -> Response:
