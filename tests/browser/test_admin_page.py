@@ -127,6 +127,13 @@ def test_the_dashboard_follows_streams_verifies_and_rebuilds(visit: Any, tmp_pat
         page.locator("#verify-result p.ok", has_text="Consistent: the live views").wait_for()
         assert page.locator('#verify-result [data-verify="users"]').count() == 1
 
+        # The table is redrawn at each poll; the keyboard keeps its place on a button.
+        projection_row(page, "users").get_by_role("button", name="Pause users").focus()
+        projection_row(page, "users").evaluate("row => row.setAttribute('data-drawn', 'before')")
+        # The next poll draws the row anew (the page's CSP allows no evaluated predicate)...
+        page.locator('tr[data-projection="users"]:not([data-drawn])').wait_for()
+        focused = page.evaluate("document.activeElement.getAttribute('aria-label')")
+        assert focused == "Pause users"  # ...and the focus is on the new row's button
         # With the keyboard alone: the button, then the dialog (Cancel has the focus first).
         projection_row(page, "users").get_by_role("button", name="Rebuild users").focus()
         page.keyboard.press("Enter")

@@ -144,6 +144,10 @@ function rebuildCell(name) {
 
 function renderProjections() {
   const body = document.querySelector("#projections-table tbody");
+  // The rows are drawn anew at each poll: keep the keyboard's place on its button.
+  const focused = document.activeElement;
+  const keep = focused && body.contains(focused) && focused.dataset.action
+    ? { row: focused.closest("tr").dataset.projection, action: focused.dataset.action } : null;
   body.replaceChildren(...state.projections.map((p) => {
     const actions = el("div", { class: "actions" },
       actionButton("Rebuild", p.name, () => rebuild(p.name)),
@@ -162,6 +166,12 @@ function renderProjections() {
       el("td", { class: "error", "data-label": "Last error" }, p.error || ""),
       el("td", { "data-label": "Actions" }, actions));
   }));
+  if (keep) {
+    const row = body.querySelector(`tr[data-projection="${CSS.escape(keep.row)}"]`);
+    const again = row && (row.querySelector(`[data-action="${keep.action}"]`) ||
+      row.querySelector("[data-action]"));
+    if (again) again.focus();
+  }
   for (const id of ["dl-projection", "verify-projection"]) {
     const select = document.getElementById(id);
     const chosen = select.value;
