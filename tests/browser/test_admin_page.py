@@ -77,6 +77,13 @@ def test_the_dashboard_shows_a_parked_event_and_skips_it(visit: Any, tmp_path: P
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
 
+        # Retrying applies it again: it still fails, so its stream stays parked, in order.
+        group.get_by_role("button", name="Retry stream Order-o9 of orders").click()
+        confirm(page)
+        page.locator("#notice", has_text="0 applied, 2 still parked").wait_for()
+        group = page.locator('#dl-list [data-dead-stream="Order-o9"]')
+        assert group.locator(".event").count() == 2
+
         # Skipping asks first; cancelling changes nothing.
         group.get_by_role("button", name="Skip stream Order-o9 of orders").click()
         page.locator("#confirm-cancel").click()
