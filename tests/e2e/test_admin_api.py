@@ -23,13 +23,14 @@ from tests.e2e.poison import append_to, poison_order
 from tests.e2e.processes import environment, serving
 from tests.e2e.shop_client import ok, order, problem, product, shop, user
 from tests.integration.postgres.conftest import pg_schema, postgres_url
+from tests.integration.redis.conftest import namespace, redis_url
 from twofold.codec import Codec
 from twofold.examples import shop as shop_app
 from twofold.examples.bank.http import api as bank_api
 from twofold.examples.shop.http import api as shop_api
 from twofold.settings import Settings
 
-__all__ = ["pg_schema", "postgres_url"]  # the PostgreSQL fixtures, used by name
+__all__ = ["namespace", "pg_schema", "postgres_url", "redis_url"]  # fixtures, used by name
 
 DEADLINE = 60.0  # seconds: for a broken run to fail rather than hang, not a speed bound
 
@@ -80,6 +81,17 @@ def test_projections_report_status_position_and_lag(admin: httpx.Client) -> None
     overview = ok(admin.get("/admin/api/overview"))
     assert overview["status"] == "UP" and overview["head_position"] == position
     assert overview["projections"] == len(reports) and overview["parked"] == 0
+    assert (overview["relays"], overview["cache"]) == ([], None)  # neither is configured
+    assert {b["name"] for b in overview["breakers"]} >= {"stores:users"}
+    # Read from the service's metrics: the three commands, the query, their p99.
+    commands, queries = overview["commands"], overview["queries"]
+    assert commands["total"] >= 3 and queries["total"] >= 1
+    assert commands["p99_seconds"] > 0 and queries["p99_seconds"] > 0
+    user(admin, "u2")
+    again = ok(admin.get("/admin/api/overview"))
+    assert again["commands"]["total"] == commands["total"] + 1
+    assert again["commands"]["per_second"] > 0
+    assert "all worker processes" in again["figures"]
 
 
 def test_a_parked_event_is_shown_retried_and_skipped(
@@ -440,3 +452,14 @@ def test_with_several_workers_a_rebuild_is_followed_on_its_own_connection(
         placed = order(client, order_id="o2")
         view = ok(client.get("/api/orders/o2", params={"min_position": placed["position"]}))
         assert view["order_id"] == "o2"
+
+
+def test_the_overview_shows_the_cache_in_front_of_the_views(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    settings = shop_settings(tmp_path, cache=f"{redis_url}?namespace={namespace}")
+    with running(shop_api.asgi(settings)) as url, httpx.Client(base_url=url) as client:
+        caught_up(client, shop(client))
+        overview = ok(client.get("/admin/api/overview"))
+        assert overview["cache"]["status"] == "UP"
+        assert overview["status"] == "UP"

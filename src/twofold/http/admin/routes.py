@@ -39,13 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from twofold.application.operations import (
-    Level,
-    Operations,
-    ProjectionReport,
-    decode_event,
-    worst,
-)
+from twofold.application.operations import Operations, ProjectionReport, decode_event
 from twofold.application.views import DeadLetter
 from twofold.errors import TwofoldError, UnknownProjectionError
 from twofold.http import accept
@@ -70,6 +64,7 @@ from twofold.http.admin.schemas import (
 )
 from twofold.http.admin.search import Found, search_events
 from twofold.http.endpoints import Runtime
+from twofold.http.health import check_health
 from twofold.http.problems import (
     FieldProblem,
     ProblemError,
@@ -164,22 +159,29 @@ class AdminApi:
     # -- projections ----------------------------------------------------------------------
 
     async def overview(self, request: Request, ops: Operations) -> Response:
-        reports, head = await ops.status_at()
-        level: Level = "UP"
-        for report in reports:
-            level = worst(level, report.level)
-        commands, queries, source = await self.figures.read(ops.app.metrics)
+        app = ops.app
+        # The same report as /health: projections, breakers, verify, relays and cache.
+        health = await check_health(
+            app,
+            threshold=app.settings.lag_threshold,
+            runs_projections=app.runs_projections,
+            attended=app.attended,
+        )
+        commands, queries, source = await self.figures.read(app.metrics)
         return _json(
             Overview(
-                status=level,
-                head_position=head,
+                status=health.status,
+                head_position=health.head_position,
                 process_id=os.getpid(),
-                projections=len(reports),
-                parked=sum(r.parked for r in reports),
+                projections=len(health.projections),
+                parked=sum(r.parked for r in health.projections),
                 commands=commands,
                 queries=queries,
                 figures=source,
                 rebuilds=[j for j in self.jobs.all() if j.status is JobState.RUNNING],
+                breakers=health.breakers,
+                relays=health.relays,
+                cache=health.cache,
             )
         )
 

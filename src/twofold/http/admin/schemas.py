@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from twofold.application.operations import ProjectionReport
+from twofold.application.operations import BreakerReport, ProjectionReport
 from twofold.application.verify import VerifyReport
 from twofold.http.admin.jobs import Job
+from twofold.http.health import CacheHealth, RelayHealth
 from twofold.records import StreamInfo
 
 __all__ = [
@@ -168,3 +169,9 @@ class Overview(msgspec.Struct, frozen=True, kw_only=True):
     """Where the figures come from."""
     rebuilds: list[Job]
     """Rebuild jobs of the process that answered."""
+    breakers: list[BreakerReport]
+    """The answering process's circuit breakers (as /health)."""
+    relays: list[RelayHealth]
+    """The relays to TWOFOLD_BUS's destinations (as /health); empty without a bus."""
+    cache: CacheHealth | None
+    """The cache in front of the views (as /health); null without TWOFOLD_CACHE."""

@@ -116,6 +116,27 @@ function renderOverview(data) {
   document.getElementById("ov-query-p99").textContent = ms(queries.p99_seconds);
   document.getElementById("ov-commands").textContent = fmt(commands.total);
   document.getElementById("ov-source").textContent = data.figures;
+  // The relays' and the cache's cards appear when the service has them.
+  const relays = data.relays || [];
+  document.getElementById("ov-relays-card").hidden = !relays.length;
+  if (relays.length) {
+    const lag = Math.max(...relays.map((r) => r.lag_events));
+    const retrying = relays.filter((r) => r.state === "retrying").length;
+    document.getElementById("ov-relays").textContent =
+      `${relays.length} · lag ${fmt(lag)}${retrying ? ` · ${retrying} retrying` : ""}`;
+  }
+  const cache = data.cache;
+  document.getElementById("ov-cache-card").hidden = !cache;
+  if (cache) {
+    const shown = document.getElementById("ov-cache");
+    shown.textContent = cache.status;
+    shown.className = `level-${cache.status}`;
+  }
+  const open = (data.breakers || []).filter((b) => b.state !== "closed").map((b) => b.name);
+  const notes = [];
+  if (open.length) notes.push(`circuit breakers not closed: ${open.join(", ")}`);
+  if (cache && cache.status !== "UP") notes.push(`cache: ${cache.detail}`);
+  document.getElementById("ov-detail").textContent = notes.join("; ");
 }
 
 // -- projections -----------------------------------------------------------------------
