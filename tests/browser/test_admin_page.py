@@ -10,7 +10,9 @@ the server (the ``visit`` fixture fails the test otherwise).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,16 @@ from twofold.examples.shop.http import api as shop_api
 from twofold.settings import ApiKey
 
 ADMIN_KEY = "admin-key-for-the-browser-test"
+
+
+@contextmanager
+def served(tmp_path: Path, **settings: Any) -> Iterator[tuple[str, httpx.Client]]:
+    """The shop on SQLite files in ``tmp_path``, and an HTTP client of it."""
+    with (
+        running(shop_api.asgi(shop_settings(tmp_path, **settings))) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        yield url, client
 
 
 def projection_row(page: Any, name: str) -> Any:
@@ -43,7 +55,7 @@ def confirm(page: Any) -> None:
 
 
 def test_the_dashboard_shows_a_parked_event_and_skips_it(visit: Any, tmp_path: Path) -> None:
-    with running(shop_api.asgi(shop_settings(tmp_path))) as url, httpx.Client(base_url=url) as client:
+    with served(tmp_path) as (url, client):
         shop(client)
         # Playwright's sync API holds an event loop on this thread: append from another.
         with ThreadPoolExecutor(1) as thread:
@@ -105,7 +117,7 @@ def test_the_dashboard_shows_a_parked_event_and_skips_it(visit: Any, tmp_path: P
 
 
 def test_the_dashboard_follows_streams_verifies_and_rebuilds(visit: Any, tmp_path: Path) -> None:
-    with running(shop_api.asgi(shop_settings(tmp_path))) as url, httpx.Client(base_url=url) as client:
+    with served(tmp_path) as (url, client):
         headers = {"x-correlation-id": "checkout-7"}
         for user_id in ("u1", "u2"):
             body = {"user_id": user_id, "email": f"{user_id}@example.com", "name": "Ann"}
@@ -153,7 +165,7 @@ def test_the_dashboard_follows_streams_verifies_and_rebuilds(visit: Any, tmp_pat
 
 
 def test_the_dashboard_is_readable_on_a_phone(visit: Any, tmp_path: Path) -> None:
-    with running(shop_api.asgi(shop_settings(tmp_path))) as url, httpx.Client(base_url=url) as client:
+    with served(tmp_path) as (url, client):
         shop(client)
         admin = visit(url, width=390, height=844)
         page = admin.page
@@ -180,8 +192,7 @@ def test_with_keys_the_page_asks_for_one_and_keeps_it_out_of_urls(
         ApiKey(name="ops", secret=ADMIN_KEY, scopes=frozenset({"admin"})),
         ApiKey(name="app", secret="app-key-for-the-browser-test", scopes=frozenset({"commands"})),
     )
-    settings = shop_settings(tmp_path, api_keys=keys)
-    with running(shop_api.asgi(settings)) as url:
+    with served(tmp_path, api_keys=keys) as (url, _):
         admin = visit(url)
         page = admin.page
         requested: list[str] = []
