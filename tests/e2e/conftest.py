@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from tests.e2e.cli_helpers import Stores, postgres_stores
 from twofold import Settings
 from twofold.examples.shop.http import api as shop_api
 from twofold.http.protocol import ProblemHttpToolsProtocol
@@ -71,3 +72,18 @@ def shop_url(tmp_path: Path) -> Iterator[str]:
 def client(shop_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=shop_url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def cli_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    """A real SQLite folder, or a real PostgreSQL schema of this test's own (dropped after)."""
+    if request.param == "sqlite":
+        yield Stores(
+            kind="sqlite",
+            events=f"sqlite:///{tmp_path}/events.db",
+            views=f"sqlite:///{tmp_path}/views.db",
+            folder=tmp_path,
+        )
+        return
+    with postgres_stores(tmp_path) as stores:
+        yield stores

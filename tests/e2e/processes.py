@@ -43,6 +43,23 @@ def twofold(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]
     )
 
 
+def run_twofold(
+    *args: str, cwd: Path, env: dict[str, str], timeout: float = 300.0
+) -> subprocess.CompletedProcess[str]:
+    """Run `twofold ARGS` to its end; its exit status, stdout and stderr apart.
+
+    ``timeout`` is a deadline for a broken run, not a measure of speed."""
+    return subprocess.run(
+        [sys.executable, "-m", "twofold.cli.main", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @contextmanager
 def serving(
     args: Sequence[str], *, cwd: Path, env: dict[str, str]

@@ -13,54 +13,48 @@ runs the same relays with ``TWOFOLD_RELAY=run``. Everything is built by ``bootst
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import logging.config
 import os
 import signal
 import sys
-from typing import Any
+
+import click
 
 from twofold.bootstrap import bootstrap_relay
 from twofold.cli import loop
+from twofold.cli.serve import LOG_LEVELS
 from twofold.errors import ConfigurationError
 from twofold.logs import log_config
 from twofold.settings import Settings
 
-__all__ = ["add_relay_command", "relay", "run_relay"]
+__all__ = ["relay", "run_relay"]
 
 log = logging.getLogger("twofold.relay")
 
 
-def add_relay_command(commands: Any) -> None:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "relay",
-        help="publish the event log to the brokers of TWOFOLD_BUS",
-        description="Publish every event of TWOFOLD_EVENT_STORE to each broker named by "
-        "TWOFOLD_BUS (nats://, kafka://, redis://; comma-separated), in order, from a "
-        "checkpoint per destination. One process per destination publishes at a time; "
-        "the others wait and take over when it dies.",
-    )
-    parser.add_argument(
-        "--retry-interval",
-        type=float,
-        default=1.0,
-        help="seconds between attempts to take a lease another process holds (1.0)",
-    )
-    parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-    )
-    parser.set_defaults(run=relay)
-
-
-def relay(args: argparse.Namespace) -> int:
+@click.command("relay", short_help="Publish the event log to the brokers of TWOFOLD_BUS.")
+@click.option(
+    "--retry-interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds between attempts to take a lease another process holds.",
+)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+def relay(retry_interval: float, log_level: str) -> int:
+    """Publish every event of TWOFOLD_EVENT_STORE to each broker named by TWOFOLD_BUS
+    (nats://, kafka://, redis://; comma-separated), in order, from a checkpoint per
+    destination. One process per destination publishes at a time; the others wait and take
+    over when it dies.
+    """
     try:
         settings = Settings.from_env()
-        logging.config.dictConfig(log_config(settings.log_format, args.log_level))
-        if args.retry_interval <= 0:
+        logging.config.dictConfig(log_config(settings.log_format, log_level))
+        if retry_interval <= 0:
             raise ConfigurationError("--retry-interval must be above 0 seconds")
-        loop.run(run_relay(settings, retry_interval=args.retry_interval, handle_signals=True))
+        loop.run(run_relay(settings, retry_interval=retry_interval, handle_signals=True))
     except ConfigurationError as error:
         print(f"twofold relay: {error}".replace("\n", "\ntwofold relay: "), file=sys.stderr)
         return 2

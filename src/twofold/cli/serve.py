@@ -7,52 +7,65 @@ loopback only, unless ``--allow-public`` says that an open write API is intended
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import sys
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import click
+
 from twofold.bootstrap import check_settings
 from twofold.errors import ConfigurationError
 from twofold.logs import log_config
 from twofold.settings import Settings
 
-__all__ = ["add_serve_command", "check_serving", "serve"]
+__all__ = ["check_serving", "serve", "serve_app"]
 
 
-def add_serve_command(commands: Any) -> None:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "serve",
-        help="serve the HTTP API",
-        description="Serve an HttpApi over HTTP. Stores, projections and API keys come from "
-        "the TWOFOLD_* environment variables (see twofold.settings).",
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@click.command(
+    "serve",
+    short_help="Serve the HTTP API.",
+    context_settings={"show_default": True},
+)
+@click.argument("app", required=False)
+@click.option("--host", default="127.0.0.1", help="Address to bind.")
+@click.option("--port", type=int, default=8000, help="Port to bind.")
+@click.option("--workers", type=int, default=1, help="Worker processes sharing the stores.")
+@click.option(
+    "--allow-public",
+    is_flag=True,
+    help="Listen on a non-loopback address although no TWOFOLD_API_KEYS are configured.",
+)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info")
+@click.option("--access-log", is_flag=True, help="Log every request (off: it costs throughput).")
+def serve(
+    app: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    allow_public: bool,
+    log_level: str,
+    access_log: bool,
+) -> int:
+    """Serve an HttpApi over HTTP.
+
+    APP is module:attribute of an HttpApi, an ASGI app, or a factory of either (default:
+    TWOFOLD_APP, else the reference shop). Stores, projections and API keys come from the
+    TWOFOLD_* environment variables (see twofold.settings).
+    """
+    return serve_app(
+        app,
+        host=host,
+        port=port,
+        workers=workers,
+        allow_public=allow_public,
+        log_level=log_level,
+        access_log=access_log,
     )
-    parser.add_argument(
-        "app",
-        nargs="?",
-        default=None,
-        help="module:attribute of an HttpApi, an ASGI app, or a factory of either "
-        "(default: the reference shop)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port to bind (8000)")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="worker processes sharing the stores (1)"
-    )
-    parser.add_argument(
-        "--allow-public",
-        action="store_true",
-        help="listen on a non-loopback address although no TWOFOLD_API_KEYS are configured",
-    )
-    parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-    )
-    parser.add_argument(
-        "--access-log", action="store_true", help="log every request (off: it costs throughput)"
-    )
-    parser.set_defaults(run=serve)
 
 
 def is_loopback(host: str) -> bool:
@@ -85,54 +98,62 @@ def check_serving(settings: Settings, *, host: str, workers: int, allow_public: 
     return problems
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve_app(
+    app: str | None,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    allow_public: bool,
+    log_level: str,
+    access_log: bool,
+) -> int:
+    """Check the configuration, print the start line, and serve until stopped."""
     import uvicorn
 
     from twofold.cli.workers import bind, run_workers
     from twofold.http.serve import DEFAULT_APP, load_target, resolve
 
-    spec: str = args.app or os.environ.get("TWOFOLD_APP") or DEFAULT_APP
+    spec: str = app or os.environ.get("TWOFOLD_APP") or DEFAULT_APP
     # Worker processes import the app themselves; they must find the user's modules as
     # this process does (multiprocessing hands its sys.path on to them).
     sys.path.insert(0, os.getcwd())
     try:
         settings = Settings.from_env()
-        problems = check_serving(
-            settings, host=args.host, workers=args.workers, allow_public=args.allow_public
-        )
-        if args.workers > 1 and args.port == 0:
+        problems = check_serving(settings, host=host, workers=workers, allow_public=allow_public)
+        if workers > 1 and port == 0:
             problems.append("--port 0 picks a port per process; give one port to share")
         if not problems:
             check_settings(settings)  # the stores', the bus's and the cache's, one line each
             resolve(load_target(spec), spec)  # fail here, once, rather than in each worker
-            bind(args.host, args.port, reuse_port=False).close()  # the address is free
+            bind(host, port, reuse_port=False).close()  # the address is free
     except OSError as error:
-        problems = [f"cannot listen on {args.host}:{args.port}: {error}"]
+        problems = [f"cannot listen on {host}:{port}: {error}"]
     except ConfigurationError as error:
         problems = str(error).splitlines()
     if problems:
         for problem in problems:
             print(f"twofold serve: {problem}", file=sys.stderr)
         return 2
-    print(describe(settings, spec=spec, host=args.host, port=args.port, workers=args.workers))
+    print(describe(settings, spec=spec, host=host, port=port, workers=workers))
     os.environ["TWOFOLD_APP"] = spec
     options: dict[str, Any] = {
         "loop": "uvloop",
         "http": "twofold.http.protocol:ProblemHttpToolsProtocol",
         "lifespan": "on",
-        "log_level": args.log_level,
-        "log_config": log_config(settings.log_format, args.log_level),
-        "access_log": args.access_log,
+        "log_level": log_level,
+        "log_config": log_config(settings.log_format, log_level),
+        "access_log": access_log,
         "server_header": False,
     }
-    if args.workers == 1:
-        uvicorn.run("twofold.http.serve:app_factory", factory=True, host=args.host,
-                    port=args.port, **options)  # fmt: skip
+    if workers == 1:
+        uvicorn.run("twofold.http.serve:app_factory", factory=True, host=host,
+                    port=port, **options)  # fmt: skip
         return 0
     try:
-        return run_workers(args.workers, args.host, args.port, options)
+        return run_workers(workers, host, port, options)
     except OSError as error:
-        print(f"twofold serve: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        print(f"twofold serve: cannot listen on {host}:{port}: {error}", file=sys.stderr)
         return 1
 
 

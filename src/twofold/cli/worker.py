@@ -26,7 +26,6 @@ same ``--group`` share the messages through the broker's consumer groups (docs/r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -36,21 +35,23 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+
+import click
 
 from twofold.application.app import Service
 from twofold.bootstrap import bootstrap, bootstrap_bus_worker, check_shared_projections
 from twofold.cli import loop
+from twofold.cli.serve import LOG_LEVELS
 from twofold.errors import ConfigurationError, TwofoldError
 from twofold.logs import log_config
 from twofold.settings import Settings
 
 __all__ = [
     "DEFAULT_SERVICE",
-    "add_worker_command",
     "load_service",
     "run_bus_worker",
     "run_worker",
+    "run_worker_command",
     "worker",
 ]
 
@@ -58,51 +59,60 @@ DEFAULT_SERVICE = "twofold.examples.shop:SERVICE"
 log = logging.getLogger("twofold.worker")
 
 
-def add_worker_command(commands: Any) -> None:
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "worker",
-        help="run projections, shared with other processes",
-        description="Run a service's projections against the stores named by TWOFOLD_*. "
-        "Several workers (and twofold serve processes) share the projections: each runs in "
-        "exactly one process at a time, and a dead process's are taken over. On PostgreSQL "
-        "by a lease per projection; on a SQLite file (one host) by the file's lock, held by "
-        "one process for every projection.",
+@click.command("worker", short_help="Run projections, shared with other processes.")
+@click.argument("service", required=False)
+@click.option(
+    "--projection",
+    "projections",
+    multiple=True,
+    metavar="NAME",
+    help="Run only this projection (repeat for several; default: all; PostgreSQL only).",
+)
+@click.option(
+    "--retry-interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds between attempts to take a lease or lock another process holds.",
+)
+@click.option(
+    "--source",
+    metavar="URL",
+    help="Apply the events a relay published to this broker (nats://, kafka://, redis://) "
+    "instead of reading the event store.",
+)
+@click.option(
+    "--group",
+    help="With --source: the consumer group workers share the messages in (default: the "
+    "URL's group option, else the service's name); each projection reads as "
+    "<group>-<projection>.",
+)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+def worker(
+    service: str | None,
+    projections: tuple[str, ...],
+    retry_interval: float,
+    source: str | None,
+    group: str | None,
+    log_level: str,
+) -> int:
+    """Run a service's projections against the stores named by TWOFOLD_*.
+
+    SERVICE is module:attribute of a Service or an HttpApi (default: the reference shop).
+    Several workers (and twofold serve processes) share the projections: each runs in
+    exactly one process at a time, and a dead process's are taken over. On PostgreSQL by a
+    lease per projection; on a SQLite file (one host) by the file's lock, held by one
+    process for every projection. With --source, the projections are fed from a broker
+    instead (a read service; docs/relay.md).
+    """
+    return run_worker_command(
+        service,
+        projections=list(projections) or None,
+        retry_interval=retry_interval,
+        source=source,
+        group=group,
+        log_level=log_level,
     )
-    parser.add_argument(
-        "service",
-        nargs="?",
-        default=None,
-        help="module:attribute of a Service or an HttpApi (default: the reference shop)",
-    )
-    parser.add_argument(
-        "--projection",
-        action="append",
-        dest="projections",
-        metavar="NAME",
-        help="run only this projection (repeat for several; default: all; PostgreSQL only)",
-    )
-    parser.add_argument(
-        "--retry-interval",
-        type=float,
-        default=1.0,
-        help="seconds between attempts to take a lease or lock another process holds (1.0)",
-    )
-    parser.add_argument(
-        "--source",
-        metavar="URL",
-        help="apply the events a relay published to this broker (nats://, kafka://, "
-        "redis://) instead of reading the event store",
-    )
-    parser.add_argument(
-        "--group",
-        help="with --source: the consumer group workers share the messages in (default: the "
-        "URL's group option, else the service's name); each projection reads as "
-        "<group>-<projection>",
-    )
-    parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
-    )
-    parser.set_defaults(run=worker)
 
 
 def load_service(spec: str) -> Service:
@@ -122,35 +132,43 @@ def load_service(spec: str) -> Service:
     raise ConfigurationError(f"{spec} is neither a Service nor an HttpApi")
 
 
-def worker(args: argparse.Namespace) -> int:
-    spec: str = args.service or DEFAULT_SERVICE
+def run_worker_command(
+    service_spec: str | None,
+    *,
+    projections: list[str] | None,
+    retry_interval: float,
+    source: str | None = None,
+    group: str | None = None,
+    log_level: str,
+) -> int:
+    """Run the worker until SIGINT or SIGTERM; the exit status (2: refused; 1: a bus
+    worker's runner stopped)."""
+    spec: str = service_spec or DEFAULT_SERVICE
     sys.path.insert(0, os.getcwd())
     try:
         settings = Settings.from_env()
-        logging.config.dictConfig(log_config(settings.log_format, args.log_level))
-        if args.retry_interval <= 0:
+        logging.config.dictConfig(log_config(settings.log_format, log_level))
+        if retry_interval <= 0:
             raise ConfigurationError("--retry-interval must be above 0 seconds")
         service = load_service(spec)
-        if args.group is not None and args.source is None:
+        if group is not None and source is None:
             raise ConfigurationError("--group goes with --source (a broker's consumer group)")
-        if args.source is not None:
-            if args.projections:
+        if source is not None:
+            if projections:
                 raise ConfigurationError(
                     "--projection cannot choose projections with --source: each worker runs "
                     "every projection and the consumer groups share the messages"
                 )
             loop.run(
-                run_bus_worker(
-                    service, settings, source=args.source, group=args.group, handle_signals=True
-                )
+                run_bus_worker(service, settings, source=source, group=group, handle_signals=True)
             )
             return 0
         loop.run(
             run_worker(
                 service,
                 settings,
-                projections=args.projections,
-                retry_interval=args.retry_interval,
+                projections=projections,
+                retry_interval=retry_interval,
                 handle_signals=True,
             )
         )

@@ -35,14 +35,6 @@ from twofold.settings import Settings
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[3]
-RUN_WORKER = (
-    "import argparse, sys\n"
-    "from twofold.cli.worker import add_worker_command\n"
-    "parser = argparse.ArgumentParser()\n"
-    "add_worker_command(parser.add_subparsers())\n"
-    "args = parser.parse_args(sys.argv[1:])\n"
-    "sys.exit(args.run(args))\n"
-)
 
 
 # -- a projection that logs when it applies, for the exclusion test -------------------------
@@ -101,7 +93,7 @@ class Workers:
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.folder / f"worker-{len(self.started)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-c", RUN_WORKER, "worker", *args],
+            [sys.executable, "-m", "twofold.cli.main", "worker", *args],
             cwd=REPO,
             env=self.env,
             stdout=log,
