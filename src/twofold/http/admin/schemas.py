@@ -32,18 +32,36 @@ __all__ = [
 ]
 
 Position = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+StreamId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=1000,
+        pattern="^[^\\u0000]+$",
+        description="A stream id (no store holds NUL)",
+    ),
+]
+ProjectionName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=128,
+        pattern="^[a-z_][a-z0-9_]*$",
+        description="A projection's name: a lower-case identifier",
+    ),
+]
 
 
 class RetryBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Which parked events to apply again: one stream's, or (no stream_id) all."""
 
-    stream_id: str | None = None
+    stream_id: StreamId | None = None
 
 
 class SkipBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Which parked events to drop: one stream's, those at ``positions``, or (neither) all."""
 
-    stream_id: str | None = None
+    stream_id: StreamId | None = None
     positions: Annotated[list[Position], msgspec.Meta(min_length=1, max_length=10_000)] | None = (
         None
     )
@@ -52,7 +70,7 @@ class SkipBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class VerifyBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The projection to verify (none: every one)."""
 
-    projection: str | None = None
+    projection: ProjectionName | None = None
 
 
 class Projections(msgspec.Struct, frozen=True, kw_only=True):
