@@ -37,10 +37,7 @@ from twofold.errors import (
     DuplicateEventError,
     EventStoreError,
 )
-from twofold.records import (
-    AppendResult,
-    RecordedEvent,
-)
+from twofold.records import AppendResult, NewEvent, RecordedEvent
 
 __all__ = [
     "Appender",
@@ -158,7 +155,9 @@ class Appender:
                     (position, version - count + 1 + index, recorded_at)
                     for index, position in enumerate(positions)
                 ]
-                outcomes.append(Written(request, build_result(request, rows)))
+                outcomes.append(
+                    Written(request, build_result(request.stream_id, request.events, rows))
+                )
             else:
                 outcomes.append(Stale(request, version))
             offset += count
@@ -168,7 +167,7 @@ class Appender:
         code = expected_code(request.expected)
         rows = self.single.append(conn, request.stream_id, request.events, code)
         if rows:
-            return [Written(request, build_result(request, rows))]
+            return [Written(request, build_result(request.stream_id, request.events, rows))]
         actual = self.single.version(conn, request.stream_id)
         if code == -1 or (code == -2 and actual > 0) or code == actual:
             return None  # another writer moved the stream meanwhile to where we expected
@@ -244,11 +243,16 @@ class Appender:
         return exc
 
 
-def build_result(request: Request, rows: Sequence[tuple[int, int, datetime]]) -> AppendResult:
+def build_result(
+    stream_id: str, events: Sequence[NewEvent], rows: Sequence[tuple[int, int, datetime]]
+) -> AppendResult:
+    """The result of an append of ``events`` to ``stream_id`` from the rows the insert
+    returned (position, stream_version, recorded_at), in the events' order: one append's,
+    or one stream's part of a unit (``units``)."""
     recorded = tuple(
         RecordedEvent(
             event_id=event.event_id,
-            stream_id=request.stream_id,
+            stream_id=stream_id,
             stream_version=version,
             position=position,
             type=event.type,
@@ -257,11 +261,11 @@ def build_result(request: Request, rows: Sequence[tuple[int, int, datetime]]) ->
             metadata=event.metadata,
             recorded_at=recorded_at,
         )
-        for event, (position, version, recorded_at) in zip(request.events, rows, strict=True)
+        for event, (position, version, recorded_at) in zip(events, rows, strict=True)
     )
     last = recorded[-1]
     return AppendResult(
-        stream_id=request.stream_id,
+        stream_id=stream_id,
         version=last.stream_version,
         position=last.position,
         events=recorded,

@@ -30,7 +30,7 @@ from twofold.adapters.postgres._arrays import bytea_array, int_array, text_array
 from twofold.adapters.postgres._horizon import announcement
 from twofold.adapters.postgres._pool import is_connection_error
 from twofold.adapters.postgres._rows import EVENT_COLUMNS, recorded_event
-from twofold.adapters.postgres.append.batch import lost
+from twofold.adapters.postgres.append.batch import build_result, lost
 from twofold.adapters.postgres.append.requests import InlineApplier, Unit
 from twofold.adapters.postgres.append.sql import expected_code
 from twofold.errors import (
@@ -43,7 +43,6 @@ from twofold.records import (
     AppendResult,
     IdempotencyRecord,
     RecordedEvent,
-    StreamAppend,
 )
 
 __all__ = ["UnitWriter"]
@@ -332,32 +331,12 @@ def _results(unit: Unit, rows: list[Any]) -> tuple[AppendResult, ...] | None:
     for position, stream_id, version, recorded_at in rows:
         by_stream.setdefault(stream_id, []).append((position, version, recorded_at))
     return tuple(
-        _result(append, sorted(by_stream[append.stream_id], key=lambda row: row[1]))
-        for append in unit.appends
-    )
-
-
-def _result(append: StreamAppend, rows: Sequence[tuple[int, int, datetime]]) -> AppendResult:
-    recorded = tuple(
-        RecordedEvent(
-            event_id=event.event_id,
-            stream_id=append.stream_id,
-            stream_version=version,
-            position=position,
-            type=event.type,
-            schema_version=event.schema_version,
-            data=event.data,
-            metadata=event.metadata,
-            recorded_at=recorded_at,
+        build_result(
+            append.stream_id,
+            append.events,
+            sorted(by_stream[append.stream_id], key=lambda row: row[1]),
         )
-        for event, (position, version, recorded_at) in zip(append.events, rows, strict=True)
-    )
-    last = recorded[-1]
-    return AppendResult(
-        stream_id=append.stream_id,
-        version=last.stream_version,
-        position=last.position,
-        events=recorded,
+        for append in unit.appends
     )
 
 
