@@ -2,9 +2,10 @@
 
 docs/postgres.md, *Connections*: each process holds at most ``PER_PROCESS`` connections
 (its pool of 4, the writer's two, two LISTEN, the read store's DDL lane) plus one per
-projection whose lease it holds; every connection names its process in
-``application_name``. The scenario runs in a database of its own, so every connection to
-it is one of these processes', named or not.
+projection whose lease it holds; every connection names its process and role in
+``application_name``, and no role holds more than its row of the table allows at any
+moment. The scenario runs in a database of its own, so every connection to it is one of
+these processes', named or not.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tests.integration.postgres.test_http_postgres import shop_round
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 PER_PROCESS = 9  # documented in docs/postgres.md
+# The table of docs/postgres.md: the most connections of each role in one process.
+PER_ROLE = {"pool": 4, "writer": 1, "writer-thread": 1, "listen": 2, "views-admin": 1}
 PROJECTIONS = 4  # the shop's
 NAME = re.compile(r"twofold (\S+) pid (\d+)")
 
@@ -55,6 +58,7 @@ class Census:
         self._url = postgres_url
         self._database = database
         self.peak: list[tuple[str, str]] = []  # (application_name, backend pid) at the peak
+        self.most: Counter[tuple[str, str]] = Counter()  # (process, role): most at once
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -76,6 +80,13 @@ class Census:
                 ).fetchall()
                 if len(rows) > len(self.peak):
                     self.peak = rows
+                now = Counter(
+                    (m.group(2), m.group(1))
+                    for m in (NAME.fullmatch(application) for application, _ in rows)
+                    if m
+                )
+                for key, count in now.items():
+                    self.most[key] = max(self.most[key], count)
 
 
 def test_four_api_processes_and_two_workers_stay_within_the_connection_budget(
@@ -111,3 +122,11 @@ def test_four_api_processes_and_two_workers_stay_within_the_connection_budget(
     over = {pid: n for pid, n in processes.items() if n - leases[pid] > PER_PROCESS}
     assert not over, f"processes over {PER_PROCESS} connections besides leases: {over}"
     assert len(peak) <= 6 * PER_PROCESS + PROJECTIONS
+    roles = {role for _, role in census.most}
+    assert {"pool", "writer", "listen"} <= roles, census.most  # the census saw them all
+    over_role = {
+        (pid, role): n
+        for (pid, role), n in census.most.items()
+        if n > PER_ROLE.get(role, 1)  # a lease-<projection>: one per process
+    }
+    assert not over_role, f"roles over their row of the table: {over_role}"

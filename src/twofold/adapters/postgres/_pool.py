@@ -212,7 +212,7 @@ class _SharedPool:
 
     async def _connect_once(self) -> None:
         try:
-            conn = await connect(self._url, role="pool")
+            conn = await connect(self._url, role="pool-check")
         except BaseException:
             self._away = True
             raise
