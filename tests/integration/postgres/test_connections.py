@@ -27,6 +27,7 @@ async def test_every_connection_sets_keepalives_and_names_its_process(postgres_u
             options = conninfo_to_dict(dsn)
             assert options["keepalives"] == "1"
             assert options["keepalives_idle"] == "5"
+            assert options["connect_timeout"] == "5"
             assert options["application_name"] == f"twofold {role} pid {os.getpid()}"
     finally:
         await conn.close()
@@ -38,6 +39,16 @@ async def test_a_name_set_in_the_url_is_kept(postgres_url: str) -> None:
     try:
         cur = await conn.execute("SHOW application_name")
         assert await cur.fetchone() == ("mine",)
+    finally:
+        await conn.close()
+
+
+async def test_a_connect_timeout_set_in_the_url_is_kept(postgres_url: str) -> None:
+    conn = await connect(f"{postgres_url}?connect_timeout=17", role="writer")
+    try:
+        options = conninfo_to_dict(conn.info.dsn)
+        assert options["connect_timeout"] == "17"
+        assert options["keepalives"] == "1"  # the other defaults still apply
     finally:
         await conn.close()
 
@@ -155,3 +166,8 @@ async def test_a_pool_fails_at_once_while_its_server_is_away_and_recovers_after(
         await pool.close()
         if cable._server is not None:
             await cable.pull()
+
+
+def test_a_pool_of_no_connections_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="pool_size must be 1 or more, not 0"):
+        ConnectionPool("postgresql://postgres@127.0.0.1/test", size=0)
