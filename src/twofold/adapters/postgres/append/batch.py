@@ -41,6 +41,7 @@ from twofold.records import AppendResult, NewEvent, RecordedEvent
 
 __all__ = [
     "Appender",
+    "ThreadPathWriter",
     "append_params",
     "build_result",
     "lost",
@@ -50,8 +51,10 @@ _MAX_ATTEMPTS = 10
 Connection = psycopg.Connection[Any]
 
 
-class Appender:
-    """Writes batches on the connection ``connection()`` returns; ``drop()`` discards it."""
+class ThreadPathWriter:
+    """What the thread path's two writers (``Appender`` here, ``units.UnitWriter``) share:
+    the connection they write on (``connection()``; ``drop()`` discards it after a
+    connection error) and the reads that settle a conflict or a retry."""
 
     def __init__(
         self,
@@ -62,18 +65,44 @@ class Appender:
     ) -> None:
         self._connection = connection
         self._drop = drop
-        self.single = SingleAppend(schema)
-        self._append = sql.SQL(
-            "SELECT ok, actual, e_pos, recorded_at FROM {}.append_batch("
-            "%s::text[], %s::bigint[], %s::integer[], %s::uuid[], %s::text[], %s::text[],"
-            " %s::integer[], %s::bytea[], %s::bytea[])"
-        ).format(schema)
         self._by_ids = sql.SQL(
             "SELECT " + EVENT_COLUMNS + " FROM {}.events WHERE event_id = ANY(%s::uuid[])"
         ).format(schema)
         self._stream_from = sql.SQL(
             "SELECT " + EVENT_COLUMNS + " FROM {}.events WHERE stream_id = %s"
             " AND stream_version >= %s ORDER BY stream_version LIMIT %s"
+        ).format(schema)
+
+    def _stored_events(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, RecordedEvent]:
+        """The events among ``ids`` that are stored already, by id."""
+        cur = self._connection().execute(self._by_ids, (ids,), binary=True)
+        return {row[0]: recorded_event(row) for row in cur.fetchall()}
+
+    def _failure(self, exc: Exception) -> Exception:
+        """What to tell the appends that ``exc`` failed: a lost connection is dropped, and
+        the appends may or may not be stored (``lost``)."""
+        if is_connection_error(exc):
+            self._drop()
+            return lost(exc)
+        return exc
+
+
+class Appender(ThreadPathWriter):
+    """Writes batches of single appends on the thread path (see ``ThreadPathWriter``)."""
+
+    def __init__(
+        self,
+        schema: sql.Identifier,
+        *,
+        connection: Callable[[], Connection],
+        drop: Callable[[], None],
+    ) -> None:
+        super().__init__(schema, connection=connection, drop=drop)
+        self.single = SingleAppend(schema)
+        self._append = sql.SQL(
+            "SELECT ok, actual, e_pos, recorded_at FROM {}.append_batch("
+            "%s::text[], %s::bigint[], %s::integer[], %s::uuid[], %s::text[], %s::text[],"
+            " %s::integer[], %s::bytea[], %s::bytea[])"
         ).format(schema)
 
     def write(self, batch: list[Request], inline: Mapping[str, InlineApplier]) -> int:
@@ -232,15 +261,7 @@ class Appender:
             request.resolve(result)
 
     def _stored(self, requests: list[Request]) -> dict[uuid.UUID, RecordedEvent]:
-        ids = [event.event_id for request in requests for event in request.events]
-        cur = self._connection().execute(self._by_ids, (ids,), binary=True)
-        return {row[0]: recorded_event(row) for row in cur.fetchall()}
-
-    def _failure(self, exc: Exception) -> Exception:
-        if is_connection_error(exc):
-            self._drop()
-            return lost(exc)
-        return exc
+        return self._stored_events([e.event_id for request in requests for e in request.events])
 
 
 def build_result(
