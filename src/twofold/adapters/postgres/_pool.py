@@ -195,11 +195,9 @@ class _SharedPool:
             ) from exc
         try:
             yield conn
-        except BaseException as exc:
-            if is_connection_error(exc):
-                self._reachable = False  # the next caller checks before it waits
-            raise
         finally:
+            if conn.broken:
+                self._reachable = False  # the next caller checks before it waits
             await pool.putconn(conn)
 
     async def _reach(self) -> None:
