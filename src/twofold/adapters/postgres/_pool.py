@@ -121,13 +121,25 @@ class ConnectionPool:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        # The hot path of every read: kept flat (no context manager inside).
         if self._closed:
             raise StoreClosedError()
         shared = self._shared
         if shared is None:
             shared = self._shared = _SharedPool.share(self._url, self._size, self._timeout)
-        async with shared.connection() as conn:
+        if not shared.ready:
+            await shared.prepare()
+        pool = shared.pool
+        try:
+            conn = await pool.getconn(shared.timeout)
+        except PoolTimeout as exc:
+            raise shared.timed_out() from exc
+        try:
             yield conn
+        finally:
+            if conn.broken:
+                shared.lost()
+            await pool.putconn(conn)
 
     async def close(self) -> None:
         self._closed = True
@@ -148,8 +160,10 @@ class _SharedPool:
         shared = cls._shared.get(key)
         if shared is None:
             shared = cls._shared[key] = cls(url, size=size, timeout=timeout)
-        shared._wanted = max(shared._wanted, size)
-        shared._timeout = max(shared._timeout, timeout)
+        if size > shared._wanted:
+            shared._wanted = size
+            shared.ready = False  # prepare() grows the pool
+        shared.timeout = max(shared.timeout, timeout)
         shared._users += 1
         return shared
 
@@ -158,8 +172,9 @@ class _SharedPool:
         self._users = 0
         self._size = size  # the pool's max_size
         self._wanted = size  # the largest size a handle asked for
-        self._timeout = timeout
+        self.timeout = timeout
         self.pool = self._new_pool()
+        self.ready = False  # True while the server is known to answer and the size is right
         self._opened = False
         self._reachable = False  # not known before the first connection
         self._away = False  # a check found the server away
@@ -173,32 +188,29 @@ class _SharedPool:
             max_size=self._size,
             open=False,
             configure=_in_utc,
-            timeout=self._timeout,
+            timeout=self.timeout,
             name=f"twofold pid {os.getpid()}",
         )
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+    async def prepare(self) -> None:
+        """Before a connection is lent: the server answers, the pool has its size."""
         if not self._reachable:
             await self._reach()
         if self._wanted != self._size:  # a handle that asked for more came later
             self._size = self._wanted
             await self.pool.resize(0, self._size)  # min_size 0: connects nothing now
-        pool = self.pool
-        try:
-            conn = await pool.getconn(self._timeout)
-        except PoolTimeout as exc:
-            raise PoolTimeout(
-                f"no connection to PostgreSQL came free within {self._timeout:g} s: the "
-                f"server stopped answering, or the pool's {self._size} connections are all "
-                "busy (raise pool_size, or look for slow statements)"
-            ) from exc
-        try:
-            yield conn
-        finally:
-            if conn.broken:
-                self._reachable = False  # the next caller checks before it waits
-            await pool.putconn(conn)
+        self.ready = self._reachable
+
+    def lost(self) -> None:
+        """A lent connection broke: the next caller checks that the server is there."""
+        self.ready = self._reachable = False
+
+    def timed_out(self) -> PoolTimeout:
+        return PoolTimeout(
+            f"no connection to PostgreSQL came free within {self.timeout:g} s: the server "
+            f"stopped answering, or the pool's {self._size} connections are all busy "
+            "(raise pool_size, or look for slow statements)"
+        )
 
     async def _reach(self) -> None:
         """Connect once, shared by every caller meanwhile; raise at once if that fails."""
@@ -209,6 +221,7 @@ class _SharedPool:
         await asyncio.shield(probe)
 
     async def _connect_once(self) -> None:
+        self._reachable = False
         try:
             conn = await connect(self._url, role="pool-check")
         except BaseException:
