@@ -129,17 +129,25 @@ class ConnectionPool:
             shared = self._shared = _SharedPool.share(self._url, self._size, self._timeout)
         if not shared.ready:
             await shared.prepare()
-        pool = shared.pool
+        gate = shared.gate
+        if gate.locked():
+            await shared.queue()
+        else:
+            await gate.acquire()  # free: returns at once
         try:
-            conn = await pool.getconn(shared.timeout)
-        except PoolTimeout as exc:
-            raise shared.timed_out() from exc
-        try:
-            yield conn
+            pool = shared.pool
+            try:
+                conn = await pool.getconn(shared.timeout)
+            except PoolTimeout as exc:
+                raise shared.timed_out() from exc
+            try:
+                yield conn
+            finally:
+                if conn.broken:
+                    shared.lost()
+                await pool.putconn(conn)
         finally:
-            if conn.broken:
-                shared.lost()
-            await pool.putconn(conn)
+            gate.release()
 
     async def close(self) -> None:
         self._closed = True
@@ -173,6 +181,10 @@ class _SharedPool:
         self._size = size  # the pool's max_size
         self._wanted = size  # the largest size a handle asked for
         self.timeout = timeout
+        # Callers queue here, not in psycopg_pool: its waiting costs a task per wait
+        # (asyncio.wait_for), so it is only asked when a connection is there for the
+        # taking (or about to be opened).
+        self.gate = asyncio.Semaphore(size)
         self.pool = self._new_pool()
         self.ready = False  # True while the server is known to answer and the size is right
         self._opened = False
@@ -197,9 +209,19 @@ class _SharedPool:
         if not self._reachable:
             await self._reach()
         if self._wanted != self._size:  # a handle that asked for more came later
+            for _ in range(self._wanted - self._size):
+                self.gate.release()  # room for one more caller at a time
             self._size = self._wanted
             await self.pool.resize(0, self._size)  # min_size 0: connects nothing now
         self.ready = self._reachable
+
+    async def queue(self) -> None:
+        """Wait for a turn at the gate, at most ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.gate.acquire()
+        except TimeoutError as exc:
+            raise self.timed_out() from exc
 
     def lost(self) -> None:
         """A lent connection broke: the next caller checks that the server is there."""
