@@ -16,7 +16,8 @@ Throughput on a shared machine swings with its load; the client's CPU time per r
 not, so it is measured too, with one task (``*.cpu_us``, process CPU µs per read, lower is
 better), and so is the cost of lending alone: ``pool.lend.cpu_us`` (``async with
 pool.connection(): pass``) against ``raw.lend.cpu_us`` (an ``asyncio.Queue`` of
-connections, ``get_nowait``/``put_nowait``).
+connections, ``get_nowait``/``put_nowait``), and the same with 16 tasks taking turns on 4
+connections, each holding its connection across one turn of the loop (``*.lend16.cpu_us``).
 
     .venv/bin/python bench/bench_pool.py --repeat 5
     TWOFOLD_BENCH_POSTGRES_URL=postgresql://... .venv/bin/python bench/bench_pool.py
@@ -33,7 +34,8 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,53 @@ async def cpu_per_call(call: Callable[[int], Awaitable[Any]], n: int) -> float:
             await call(i)
         samples.append((time.process_time() - start) / n * 1e6)
     return sorted(samples)[2]
+
+
+async def contended_cpu(lend: Callable[[], Any], rounds: int = 500) -> float:
+    """Process CPU µs per lending when 16 tasks share the connections, each holding one
+    across a turn of the loop; ``lend()`` is an async context manager."""
+
+    async def hold(n: int) -> None:
+        for _ in range(n):
+            async with lend():
+                await asyncio.sleep(0)
+
+    await asyncio.gather(*(hold(20) for _ in range(16)))  # warm up: all connections open
+    samples = []
+    for _ in range(5):
+        start = time.process_time()
+        await asyncio.gather(*(hold(rounds) for _ in range(16)))
+        samples.append((time.process_time() - start) / (16 * rounds) * 1e6)
+    return sorted(samples)[2]
+
+
+async def raw_contended(url: str) -> float:
+    conns = [await AsyncConnection.connect(url, autocommit=True) for _ in range(POOL_SIZE)]
+    idle: asyncio.Queue[AsyncConnection[Any]] = asyncio.Queue()
+    for conn in conns:
+        idle.put_nowait(conn)
+
+    @asynccontextmanager
+    async def lend() -> AsyncIterator[AsyncConnection[Any]]:
+        conn = idle.get_nowait() if not idle.empty() else await idle.get()
+        try:
+            yield conn
+        finally:
+            idle.put_nowait(conn)
+
+    try:
+        return await contended_cpu(lend)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def pool_contended(url: str) -> float:
+    pool = ConnectionPool(url, size=POOL_SIZE)
+    try:
+        return await contended_cpu(pool.connection)
+    finally:
+        await pool.close()
 
 
 async def raw_cpu(url: str, query: sql.Composed) -> tuple[float, float]:
@@ -208,6 +257,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             pool_read, pool_lend = run_loop(pool_cpu(url, query))
             report.add("pool.read.cpu_us", pool_read, "µs", ratio_vs="raw.read.cpu_us")
             report.add("pool.lend.cpu_us", pool_lend, "µs", ratio_vs="raw.lend.cpu_us")
+            report.add("raw.lend16.cpu_us", run_loop(raw_contended(url)), "µs")
+            report.add(
+                "pool.lend16.cpu_us",
+                run_loop(pool_contended(url)),
+                "µs",
+                ratio_vs="raw.lend16.cpu_us",
+            )
             for tasks in CONCURRENCY:
                 raw = run_loop(raw_rate(url, query, tasks, args.duration))
                 report.add(f"raw.get.c{tasks}", raw, "reads/s")
