@@ -14,7 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 
 from twofold.adapters.postgres import PostgresEventStore, PostgresReadStore
-from twofold.adapters.postgres._pool import ConnectionPool, connect, connect_sync
+from twofold.adapters.postgres._pool import ConnectionPool, application_name, connect, connect_sync
 
 pytestmark = pytest.mark.postgres
 
@@ -171,3 +171,10 @@ async def test_a_pool_fails_at_once_while_its_server_is_away_and_recovers_after(
 def test_a_pool_of_no_connections_is_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="pool_size must be 1 or more, not 0"):
         ConnectionPool("postgresql://postgres@127.0.0.1/test", size=0)
+
+
+def test_a_long_role_is_cut_in_the_name_but_the_process_is_kept() -> None:
+    name = application_name("lease-relay:nats://a-rather-long-host-name.example:4222/TWOFOLD")
+    assert len(name.encode()) <= 63
+    assert name.startswith("twofold lease-relay:nats://")
+    assert name.endswith(f" pid {os.getpid()}")

@@ -75,8 +75,11 @@ POOL_TIMEOUT = 5.0
 
 
 def application_name(role: str) -> str:
-    """What ``pg_stat_activity`` shows for a connection of this process that does ``role``."""
-    return f"twofold {role} pid {os.getpid()}"[:63]  # PostgreSQL keeps 63 bytes
+    """What ``pg_stat_activity`` shows for a connection of this process that does ``role``.
+    PostgreSQL keeps 63 bytes: a long role (a lease on a long name) is cut, never the pid."""
+    tail = f" pid {os.getpid()}"
+    head = f"twofold {role}".encode()[: 63 - len(tail)].decode(errors="ignore")
+    return head + tail
 
 
 def _options(url: str, role: str) -> dict[str, Any]:
