@@ -95,7 +95,11 @@ def _options(url: str, role: str) -> dict[str, Any]:
 async def connect(url: str, *, role: str) -> AsyncConnection[Any]:
     """An autocommit connection that returns times in UTC (see the module's docstring)."""
     conn = await AsyncConnection.connect(url, **_options(url, role))
-    await _in_utc(conn)
+    try:
+        await _in_utc(conn)
+    except BaseException:  # failed or cancelled (a store closing): not left open
+        await conn.close()
+        raise
     return conn
 
 
@@ -106,7 +110,11 @@ async def _in_utc(conn: AsyncConnection[Any]) -> None:
 def connect_sync(url: str, *, role: str) -> psycopg.Connection[Any]:
     """The same, synchronous: for the writer's thread and the read store's lanes."""
     conn = psycopg.Connection.connect(url, **_options(url, role))
-    conn.execute("SET TIME ZONE 'UTC'")
+    try:
+        conn.execute("SET TIME ZONE 'UTC'")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -246,7 +254,7 @@ class _SharedPool:
         except BaseException:
             self._away = True
             raise
-        await conn.close()
+        await conn.close()  # only a check: the pool opens its own
         if not self._opened:
             self._opened = True
             await self.pool.open()
