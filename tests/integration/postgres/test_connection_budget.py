@@ -11,7 +11,9 @@ these processes', named or not.
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.e2e.processes import environment, serving, twofold
+from tests.e2e.processes import STARTUP_DEADLINE, environment, serving, twofold
 from tests.e2e.test_applied_once import _stop
 from tests.integration.postgres.test_http_postgres import shop_round
 
@@ -70,6 +72,15 @@ class Census:
         self._stop.set()
         self._thread.join()
 
+    def wait_for_processes(self, processes: list[subprocess.Popen[str]]) -> None:
+        """Until each process holds a connection to the database (its pid in the name)."""
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        while not {str(p.pid) for p in processes} <= {pid for pid, _ in list(self.most)}:
+            exited = [p.pid for p in processes if p.poll() is not None]
+            assert not exited, f"processes {exited} exited before they connected"
+            assert time.monotonic() < deadline, "the processes did not connect in time"
+            time.sleep(0.05)  # the census's own sampling runs in its thread
+
     def _run(self) -> None:
         with psycopg.connect(self._url, autocommit=True) as conn:
             while not self._stop.wait(0.02):  # sampling rate only; nothing waits on it
@@ -101,6 +112,7 @@ def test_four_api_processes_and_two_workers_stay_within_the_connection_budget(
             twofold("worker", "--retry-interval", "0.1", cwd=tmp_path, env=env) for _ in range(2)
         ]
         try:
+            census.wait_for_processes(workers)  # the workers take part before the load
 
             def rounds(n: int) -> None:
                 with httpx.Client(base_url=url, timeout=60.0) as client:
