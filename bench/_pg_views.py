@@ -3,7 +3,9 @@ the ``orders`` projection's rebuild against bare psycopg doing the same work.
 
 - ``twofold.pg.create_order.c1`` / ``.c16``: create-order commands/s through the
   CommandBus with 1 and 16 clients (closed loop), events and views in PostgreSQL,
-  projections off (the write side alone, as in bench_core).
+  projections off (the write side alone, as in bench_core); ``.c16.cpu_us``: the CPU
+  time this process spent per command meanwhile (all its threads), which a shared
+  machine's load moves much less than the rate.
 - ``twofold.pg.rebuild.orders``: ``App.rebuild("orders")`` over a log of >= 20k events
   (60% orders created, 40% shipped or cancelled): events/s.
 - ``bare.pg.rebuild``: bare psycopg, what the projection does by hand: read the log 500
@@ -15,6 +17,7 @@ the ``orders`` projection's rebuild against bare psycopg doing the same work.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,8 +64,11 @@ async def bench_views(url: str, sizes: ViewSizes, report: Report) -> None:
             rate = await drive(app.dispatch, [create_order(i) for i in range(n1)], 1)
             report.add("twofold.pg.create_order.c1", rate, "cmd/s")
             creates = [create_order(i) for i in range(n1, n1 + n16)]
+            cpu = time.process_time()
             rate = await drive(app.dispatch, creates, CLIENTS)
+            cpu = time.process_time() - cpu
             report.add("twofold.pg.create_order.c16", rate, "cmd/s")
+            report.add("twofold.pg.create_order.c16.cpu_us", cpu / n16 * 1e6, "µs")
             # Fill the log to its size (not measured): 60% created, 40% changed.
             orders = max(n1 + n16, int(sizes.log_events * 0.6) + 1)
             more = [create_order(i) for i in range(n1 + n16, orders)]

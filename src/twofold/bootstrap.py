@@ -175,7 +175,7 @@ def _redis_cache(url: str, settings: CacheSettings) -> ViewCache:
 
 
 def _postgres_coordination(url: str, views: ReadStore, retry: float) -> Coordination:
-    from twofold.adapters.postgres.coordination import LeaseCoordination
+    from twofold.adapters.postgres.projections.coordination import LeaseCoordination
     from twofold.adapters.postgres.read_store import PostgresReadStore
 
     assert isinstance(views, PostgresReadStore)

@@ -26,7 +26,7 @@ Each error carries the facts as attributes and a message that says what to do::
     │   ├── InlineProjectionError     a projection applied inline failed; the append is undone
     │   │                             (twofold.application.projections)
     │   ├── LeaseLostError            this process lost a projection's lease; another runs it
-    │   │                             (twofold.adapters.postgres.lanes)
+    │   │                             (twofold.adapters.postgres.projections.lanes)
     │   ├── ProjectionStoppedError    a projection stopped after its retries
     │   └── UnknownProjectionError    no projection of that name is registered
     ├── ProblemError                  an HTTP answer as problem details, raised in the HTTP

@@ -10,7 +10,7 @@ implementation from the read store's URL, and ``App`` starts and stops it:
 - ``InProcess`` (here): the views are this process's alone (memory, ``sqlite://:memory:``);
   it runs its projections itself.
 - a file lock on one host (``twofold.adapters.sqlite.coordination``);
-- a lease per projection (``twofold.adapters.postgres.coordination``).
+- a lease per projection (``twofold.adapters.postgres.projections.coordination``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from tests.integration.brokers.conftest import nats_server  # noqa: F401 - a fix
 from tests.integration.brokers.servers import NatsServer
 from tests.integration.brokers.test_relay_commands import standby_takes_over
 from twofold.adapters.postgres import PostgresEventStore
-from twofold.adapters.postgres.leases import ProjectionLease, lease_key
+from twofold.adapters.postgres.projections.leases import ProjectionLease, lease_key
 from twofold.adapters.postgres.relay_lease import PostgresRelayLease
 from twofold.bootstrap import open_publisher
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.integration.postgres._shop_load import collection_names, populate_shop, snapshot_views
 from tests.integration.postgres.conftest import drop_schema
-from twofold.adapters.postgres.leases import lease_key
+from twofold.adapters.postgres.projections.leases import lease_key
 from twofold.application.app import Service
 from twofold.application.projections import Projection
 from twofold.application.views import Collection, ViewTransaction

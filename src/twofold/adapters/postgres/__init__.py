@@ -3,6 +3,13 @@
 Any of them may share one schema; with both stores in one schema, projections can be
 applied inside the appends' own transactions (``InlineProjection``, single-database mode).
 
+Where things live: ``event_store`` and ``append/`` (the write path: the group-commit writer,
+its SQL, the loop and thread paths); ``read_store`` and ``views_*`` (views, their DDL and
+the bookkeeping tables); ``projections/`` (leases, coordination, lanes, checkpoint
+notifications: who runs which projection and how the others hear of it); ``_pool`` (every
+connection, and the one pool per process); ``_horizon`` and ``_listener`` (what readers may
+see, and how they hear of appends).
+
 Needs the ``postgres`` extra (``pip install 'twofold[postgres]'``, psycopg 3).
 """
 

@@ -28,15 +28,15 @@ import psycopg
 
 from twofold.adapters.postgres import views_ops as ops
 from twofold.adapters.postgres._pool import ConnectionPool
-from twofold.adapters.postgres.checkpoints import (
+from twofold.adapters.postgres.event_store import DEFAULT_SCHEMA, check_schema_name
+from twofold.adapters.postgres.projections.checkpoints import (
     CheckpointCallback,
     CheckpointNotifier,
     CheckpointWatcher,
     checkpoint_channel,
 )
-from twofold.adapters.postgres.event_store import DEFAULT_SCHEMA, check_schema_name
-from twofold.adapters.postgres.lanes import Lane
-from twofold.adapters.postgres.leases import TAKEN, ProjectionLease, lease_key
+from twofold.adapters.postgres.projections.lanes import Lane
+from twofold.adapters.postgres.projections.leases import TAKEN, ProjectionLease, lease_key
 from twofold.adapters.postgres.views_migrations import migrate_views
 from twofold.adapters.postgres.views_sql import ViewSchema, collection_table
 from twofold.adapters.postgres.views_tx import decode_document

@@ -1,11 +1,11 @@
 """The relay's lease on PostgreSQL: a session advisory lock per destination.
 
-The same mechanism as the projections' leases (``leases``): ``pg_try_advisory_lock`` on a
-key derived from the schema and ``relay:<destination>``, held by a connection of its own.
-A process that dies frees it with its session; the others try again every
-``retry_interval`` seconds. The holder checks its connection at that interval too: when it
-broke, the lock may be another process's already, so the relay stops (``lost``) and the
-process waits for the lease again.
+The same mechanism as the projections' leases (``projections.leases``):
+``pg_try_advisory_lock`` on a key derived from the schema and ``relay:<destination>``,
+held by a connection of its own. A process that dies frees it with its session; the others
+try again every ``retry_interval`` seconds. The holder checks its connection at that
+interval too: when it broke, the lock may be another process's already, so the relay stops
+(``lost``) and the process waits for the lease again.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 
-from twofold.adapters.postgres.lanes import LeaseLostError
-from twofold.adapters.postgres.leases import ProjectionLease
+from twofold.adapters.postgres.projections.lanes import LeaseLostError
+from twofold.adapters.postgres.projections.leases import ProjectionLease
 
 __all__ = ["PostgresRelayLease"]
 

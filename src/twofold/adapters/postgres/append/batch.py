@@ -37,13 +37,11 @@ from twofold.errors import (
     DuplicateEventError,
     EventStoreError,
 )
-from twofold.records import (
-    AppendResult,
-    RecordedEvent,
-)
+from twofold.records import AppendResult, NewEvent, RecordedEvent
 
 __all__ = [
     "Appender",
+    "ThreadPathWriter",
     "append_params",
     "build_result",
     "lost",
@@ -53,8 +51,10 @@ _MAX_ATTEMPTS = 10
 Connection = psycopg.Connection[Any]
 
 
-class Appender:
-    """Writes batches on the connection ``connection()`` returns; ``drop()`` discards it."""
+class ThreadPathWriter:
+    """What the thread path's two writers (``Appender`` here, ``units.UnitWriter``) share:
+    the connection they write on (``connection()``; ``drop()`` discards it after a
+    connection error) and the reads that settle a conflict or a retry."""
 
     def __init__(
         self,
@@ -65,18 +65,44 @@ class Appender:
     ) -> None:
         self._connection = connection
         self._drop = drop
-        self.single = SingleAppend(schema)
-        self._append = sql.SQL(
-            "SELECT ok, actual, e_pos, recorded_at FROM {}.append_batch("
-            "%s::text[], %s::bigint[], %s::integer[], %s::uuid[], %s::text[], %s::text[],"
-            " %s::integer[], %s::bytea[], %s::bytea[])"
-        ).format(schema)
         self._by_ids = sql.SQL(
             "SELECT " + EVENT_COLUMNS + " FROM {}.events WHERE event_id = ANY(%s::uuid[])"
         ).format(schema)
         self._stream_from = sql.SQL(
             "SELECT " + EVENT_COLUMNS + " FROM {}.events WHERE stream_id = %s"
             " AND stream_version >= %s ORDER BY stream_version LIMIT %s"
+        ).format(schema)
+
+    def _stored_events(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, RecordedEvent]:
+        """The events among ``ids`` that are stored already, by id."""
+        cur = self._connection().execute(self._by_ids, (ids,), binary=True)
+        return {row[0]: recorded_event(row) for row in cur.fetchall()}
+
+    def _failure(self, exc: Exception) -> Exception:
+        """What to tell the appends that ``exc`` failed: a lost connection is dropped, and
+        the appends may or may not be stored (``lost``)."""
+        if is_connection_error(exc):
+            self._drop()
+            return lost(exc)
+        return exc
+
+
+class Appender(ThreadPathWriter):
+    """Writes batches of single appends on the thread path (see ``ThreadPathWriter``)."""
+
+    def __init__(
+        self,
+        schema: sql.Identifier,
+        *,
+        connection: Callable[[], Connection],
+        drop: Callable[[], None],
+    ) -> None:
+        super().__init__(schema, connection=connection, drop=drop)
+        self.single = SingleAppend(schema)
+        self._append = sql.SQL(
+            "SELECT ok, actual, e_pos, recorded_at FROM {}.append_batch("
+            "%s::text[], %s::bigint[], %s::integer[], %s::uuid[], %s::text[], %s::text[],"
+            " %s::integer[], %s::bytea[], %s::bytea[])"
         ).format(schema)
 
     def write(self, batch: list[Request], inline: Mapping[str, InlineApplier]) -> int:
@@ -158,7 +184,9 @@ class Appender:
                     (position, version - count + 1 + index, recorded_at)
                     for index, position in enumerate(positions)
                 ]
-                outcomes.append(Written(request, build_result(request, rows)))
+                outcomes.append(
+                    Written(request, build_result(request.stream_id, request.events, rows))
+                )
             else:
                 outcomes.append(Stale(request, version))
             offset += count
@@ -168,7 +196,7 @@ class Appender:
         code = expected_code(request.expected)
         rows = self.single.append(conn, request.stream_id, request.events, code)
         if rows:
-            return [Written(request, build_result(request, rows))]
+            return [Written(request, build_result(request.stream_id, request.events, rows))]
         actual = self.single.version(conn, request.stream_id)
         if code == -1 or (code == -2 and actual > 0) or code == actual:
             return None  # another writer moved the stream meanwhile to where we expected
@@ -233,22 +261,19 @@ class Appender:
             request.resolve(result)
 
     def _stored(self, requests: list[Request]) -> dict[uuid.UUID, RecordedEvent]:
-        ids = [event.event_id for request in requests for event in request.events]
-        cur = self._connection().execute(self._by_ids, (ids,), binary=True)
-        return {row[0]: recorded_event(row) for row in cur.fetchall()}
-
-    def _failure(self, exc: Exception) -> Exception:
-        if is_connection_error(exc):
-            self._drop()
-            return lost(exc)
-        return exc
+        return self._stored_events([e.event_id for request in requests for e in request.events])
 
 
-def build_result(request: Request, rows: Sequence[tuple[int, int, datetime]]) -> AppendResult:
+def build_result(
+    stream_id: str, events: Sequence[NewEvent], rows: Sequence[tuple[int, int, datetime]]
+) -> AppendResult:
+    """The result of an append of ``events`` to ``stream_id`` from the rows the insert
+    returned (position, stream_version, recorded_at), in the events' order: one append's,
+    or one stream's part of a unit (``units``)."""
     recorded = tuple(
         RecordedEvent(
             event_id=event.event_id,
-            stream_id=request.stream_id,
+            stream_id=stream_id,
             stream_version=version,
             position=position,
             type=event.type,
@@ -257,11 +282,11 @@ def build_result(request: Request, rows: Sequence[tuple[int, int, datetime]]) ->
             metadata=event.metadata,
             recorded_at=recorded_at,
         )
-        for event, (position, version, recorded_at) in zip(request.events, rows, strict=True)
+        for event, (position, version, recorded_at) in zip(events, rows, strict=True)
     )
     last = recorded[-1]
     return AppendResult(
-        stream_id=request.stream_id,
+        stream_id=stream_id,
         version=last.stream_version,
         position=last.position,
         events=recorded,

@@ -306,7 +306,7 @@ def _written(request: Request, results: Results) -> Written | None:
     result = results[-1]
     if result.status != pq.ExecStatus.TUPLES_OK or not result.ntuples:
         return None
-    return Written(request, build_result(request, decode_rows(result)))
+    return Written(request, build_result(request.stream_id, request.events, decode_rows(result)))
 
 
 def _prepare(name: bytes, query: bytes, oids: tuple[int, ...]) -> Callable[[pq.abc.PGconn], None]:

@@ -29,8 +29,8 @@ from twofold.adapters import _append_rules as rules
 from twofold.adapters.postgres._arrays import bytea_array, int_array, text_array, uuid_array
 from twofold.adapters.postgres._horizon import announcement
 from twofold.adapters.postgres._pool import is_connection_error
-from twofold.adapters.postgres._rows import EVENT_COLUMNS, recorded_event
-from twofold.adapters.postgres.append.batch import lost
+from twofold.adapters.postgres._rows import recorded_event
+from twofold.adapters.postgres.append.batch import ThreadPathWriter, build_result, lost
 from twofold.adapters.postgres.append.requests import InlineApplier, Unit
 from twofold.adapters.postgres.append.sql import expected_code
 from twofold.errors import (
@@ -43,7 +43,6 @@ from twofold.records import (
     AppendResult,
     IdempotencyRecord,
     RecordedEvent,
-    StreamAppend,
 )
 
 __all__ = ["UnitWriter"]
@@ -90,8 +89,8 @@ _VERSIONS = (
 )
 
 
-class UnitWriter:
-    """Writes batches of units on the connection ``connection()`` returns."""
+class UnitWriter(ThreadPathWriter):
+    """Writes batches of units on the thread path (see ``batch.ThreadPathWriter``)."""
 
     def __init__(
         self,
@@ -100,21 +99,13 @@ class UnitWriter:
         connection: Callable[[], Connection],
         drop: Callable[[], None],
     ) -> None:
-        self._connection = connection
-        self._drop = drop
+        super().__init__(schema, connection=connection, drop=drop)
         seq = sql.Literal(schema.as_string(None) + ".event_position")
         self._insert = sql.SQL(_INSERT).format(s=schema, seq=seq, announce=announcement(schema))
         self._expire = sql.SQL(_EXPIRE).format(s=schema)
         self._claim = sql.SQL(_CLAIM).format(s=schema)
         self._key_ages = sql.SQL(_KEY_AGES).format(s=schema)
         self._versions = sql.SQL(_VERSIONS).format(s=schema)
-        self._by_ids = sql.SQL(
-            "SELECT " + EVENT_COLUMNS + " FROM {}.events WHERE event_id = ANY(%s::uuid[])"
-        ).format(schema)
-        self._stream_from = sql.SQL(
-            "SELECT " + EVENT_COLUMNS + " FROM {}.events WHERE stream_id = %s"
-            " AND stream_version >= %s ORDER BY stream_version LIMIT %s"
-        ).format(schema)
 
     def write(self, units: list[Unit], inline: Mapping[str, InlineApplier]) -> int:
         """Write the units and settle every one; return the last position committed."""
@@ -295,15 +286,7 @@ class UnitWriter:
         return True
 
     def _stored(self, units: list[Unit]) -> dict[uuid.UUID, RecordedEvent]:
-        ids = [event_id for unit in units for event_id in unit.event_ids]
-        cur = self._connection().execute(self._by_ids, (ids,), binary=True)
-        return {row[0]: recorded_event(row) for row in cur.fetchall()}
-
-    def _failure(self, exc: Exception) -> Exception:
-        if is_connection_error(exc):
-            self._drop()
-            return lost(exc)
-        return exc
+        return self._stored_events([event_id for unit in units for event_id in unit.event_ids])
 
 
 def _params(unit: Unit) -> tuple[str, ...]:
@@ -332,32 +315,12 @@ def _results(unit: Unit, rows: list[Any]) -> tuple[AppendResult, ...] | None:
     for position, stream_id, version, recorded_at in rows:
         by_stream.setdefault(stream_id, []).append((position, version, recorded_at))
     return tuple(
-        _result(append, sorted(by_stream[append.stream_id], key=lambda row: row[1]))
-        for append in unit.appends
-    )
-
-
-def _result(append: StreamAppend, rows: Sequence[tuple[int, int, datetime]]) -> AppendResult:
-    recorded = tuple(
-        RecordedEvent(
-            event_id=event.event_id,
-            stream_id=append.stream_id,
-            stream_version=version,
-            position=position,
-            type=event.type,
-            schema_version=event.schema_version,
-            data=event.data,
-            metadata=event.metadata,
-            recorded_at=recorded_at,
+        build_result(
+            append.stream_id,
+            append.events,
+            sorted(by_stream[append.stream_id], key=lambda row: row[1]),
         )
-        for event, (position, version, recorded_at) in zip(append.events, rows, strict=True)
-    )
-    last = recorded[-1]
-    return AppendResult(
-        stream_id=append.stream_id,
-        version=last.stream_version,
-        position=last.position,
-        events=recorded,
+        for append in unit.appends
     )
 
 

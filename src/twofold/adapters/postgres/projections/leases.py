@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from twofold.adapters.postgres._listener import advisory_holders
-from twofold.adapters.postgres.lanes import Lane, LeaseLostError
+from twofold.adapters.postgres.projections.lanes import Lane, LeaseLostError
 
 __all__ = ["TAKEN", "LeaseLostError", "ProjectionLease"]
 

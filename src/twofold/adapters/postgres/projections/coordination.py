@@ -17,7 +17,7 @@ import logging
 import os
 from collections.abc import Collection
 
-from twofold.adapters.postgres.lanes import LeaseLostError
+from twofold.adapters.postgres.projections.lanes import LeaseLostError
 from twofold.adapters.postgres.read_store import PostgresReadStore
 from twofold.application.app import App
 from twofold.errors import ProjectionError
