@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -271,8 +272,13 @@ async def test_repeated_store_failures_open_the_breaker_until_a_batch_commits(
     runner = ProjectionRunner(
         Notes(), event_store=events, read_store=watched, codec=Codec(), positions=positions
     )
+    # A clock that moves a millisecond each time it is read, however slow the machine:
+    # the breaker opens for 50 readings, so it is still open when the test looks at it.
+    ticks = itertools.count(0.0, 0.001)
     runner.breaker = CircuitBreaker(
-        failure_threshold=3, backoff=Backoff(initial=0.01, maximum=0.01)
+        failure_threshold=3,
+        backoff=Backoff(initial=0.05, maximum=0.05, jitter=0.0),
+        clock=lambda: next(ticks),
     )
     opened: list[BreakerState] = []
     await note(events, "s-1", "a")
