@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.unit.bank import BANK, Deposit, GetBalance, OpenAccount
-from twofold import AggregateExistsError, App, ConsistencyTimeoutError, Settings, bootstrap
+from twofold import (
+    AggregateExistsError,
+    App,
+    ConsistencyTimeoutError,
+    Settings,
+    ViewTransaction,
+    bootstrap,
+)
 from twofold.application.metrics import Family, quantile
 
 
@@ -125,3 +132,42 @@ async def test_projection_gauges_are_read_at_each_scrape(app: App) -> None:
     assert sample(found, position, position, **projection) == 1
     assert sample(found, lag, lag, **projection) == 0
     assert sample(found, seconds, seconds, **projection) == 0
+
+
+async def test_verification_results_are_recorded(tmp_path: Path) -> None:
+    settings = Settings(event_store="memory://", read_store=f"sqlite:///{tmp_path}/views.db")
+    async with await bootstrap(BANK, settings) as app:
+        opened = await app.dispatch(OpenAccount(account_id="a1", owner="ann"))
+        await app.dispatch(OpenAccount(account_id="a2", owner="bob"))
+        last = await app.dispatch(Deposit(account_id="a1", amount=Decimal("5")))
+        await app.wait_for_projections(last.position)
+        clean = await app.operations.verify()
+        assert clean.consistent
+
+        found = await families(app)
+        stamp = "twofold_verify_last_run_timestamp_seconds"
+        assert sample(found, stamp, stamp) == clean.checked_at.timestamp()
+        divergent = "twofold_verify_divergent_documents"
+        assert sample(found, divergent, divergent, projection="balances") == 0
+        consistent = "twofold_verify_consistent"
+        assert sample(found, consistent, consistent, projection="balances") == 1
+        runs = ("twofold_verify_runs", "twofold_verify_runs_total")
+        assert sample(found, *runs, result="clean") == 1
+        assert sample(found, *runs, result="divergent") == 0
+
+        def tamper(tx: ViewTransaction) -> None:
+            tx.put("balances", "a1", {"owner": "mallory", "balance": "1000000", "version": 1})
+            tx.delete("balances", "a2")
+
+        generation = (await app.read_store.state("balances")).generation
+        await app.read_store.release_dead_letters("balances", generation, tamper, [])
+        assert opened.position < last.position  # tampered behind the projection's back
+        report = await app.operations.verify("balances")
+        assert not report.consistent
+
+        found = await families(app)
+        assert sample(found, stamp, stamp) == report.checked_at.timestamp()
+        assert sample(found, divergent, divergent, projection="balances") == 2
+        assert sample(found, consistent, consistent, projection="balances") == 0
+        assert sample(found, *runs, result="clean") == 1
+        assert sample(found, *runs, result="divergent") == 1

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from twofold.application.metrics import Metrics
 from twofold.application.runner import ProjectionRunner, foreign_views
 from twofold.application.verify import VerifyReport, verify_projection
 from twofold.application.views import DeadLetter, ProjectionStatus
@@ -128,6 +129,7 @@ class Operations:
         self.app = app
         self.last_verify: VerifyReport | None = None
         """The last verification's report, in this process (scheduled or asked for)."""
+        self._verified = VerifyFigures(app.metrics)
 
     # -- status ---------------------------------------------------------------------------
 
@@ -377,6 +379,7 @@ class Operations:
             results.append(await verify_projection(self.app.runner(projection)))
         report = VerifyReport(checked_at=datetime.now(UTC), projections=results)
         self.last_verify = report
+        self._verified.record(report)
         return report
 
     async def verify_every(self, interval: float) -> None:
@@ -393,9 +396,48 @@ class Operations:
                     log.exception("scheduled verification of %s failed", projection)
             if results:
                 self.last_verify = VerifyReport(checked_at=datetime.now(UTC), projections=results)
+                self._verified.record(self.last_verify)
                 for result in results:
                     if not result.consistent:
                         log.warning("verify: %s", result.summary())
+
+
+class VerifyFigures:
+    """A verification's result as metrics: gauges with aggregate ``last`` (the latest run,
+    whichever worker made it) and a count of runs by result."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._at = metrics.gauge(
+            "twofold_verify_last_run_timestamp_seconds",
+            "When the last verification finished (Unix time).",
+            aggregate="last",
+        ).labels()
+        self._divergent = metrics.gauge(
+            "twofold_verify_divergent_documents",
+            "Documents the last verification found missing, extra or different (0 = same).",
+            labels=("projection",),
+            aggregate="last",
+        )
+        self._consistent = metrics.gauge(
+            "twofold_verify_consistent",
+            "1 if the last verification found the views equal to a replay, 0 if not "
+            "(divergent, or not verified: see the logs).",
+            labels=("projection",),
+            aggregate="last",
+        )
+        self._runs = metrics.counter(
+            "twofold_verify_runs_total",
+            "Verifications run, by result (clean: every projection the same).",
+            labels=("result",),
+        )
+
+    def record(self, report: VerifyReport) -> None:
+        for projection in report.projections:
+            divergent = sum(c.missing + c.extra + c.different for c in projection.collections)
+            self._divergent.labels(projection.name).set(divergent)
+            self._consistent.labels(projection.name).set(1.0 if projection.consistent else 0.0)
+        self._runs.labels("clean" if report.consistent else "divergent").inc()
+        self._at.set(report.checked_at.timestamp())
 
 
 def decode_event(record: RecordedEvent) -> dict[str, Any]:
