@@ -618,7 +618,7 @@ async def bootstrap(
         app.on_close(close_idempotency)
     if settings.bus_urls:
         try:
-            app.relays = await _relay_host(settings, event_store, retry_interval, metrics)
+            app.relays = await _relay_host(settings, event_store, retry_interval, metrics, tracer)
         except BaseException:
             await app.close()
             raise
@@ -640,6 +640,7 @@ async def _relay_host(
     event_store: EventStore,
     retry_interval: float,
     metrics: Metrics | None = None,
+    tracer: Tracer | None = None,
 ) -> RelayHost:
     """A RelayHost over ``event_store`` for every ``TWOFOLD_BUS`` destination (not started);
     it closes its relay store when it closes."""
@@ -654,7 +655,9 @@ async def _relay_host(
             name = open_publisher(bus_url).destination
 
             def make_relay(bus_url: str = bus_url) -> Relay:
-                return Relay(event_store, open_publisher(bus_url), store, metrics=metrics)
+                return Relay(
+                    event_store, open_publisher(bus_url), store, metrics=metrics, tracer=tracer
+                )
 
             lease = backend.relay_lease(url, name, retry_interval)
             destinations.append(RelayDestination(name, make_relay, lease))
@@ -692,7 +695,7 @@ async def bootstrap_relay(
         )
     event_store, idempotency = await open_event_store(settings.event_store)
     try:
-        host = await _relay_host(settings, event_store, retry_interval, metrics)
+        host = await _relay_host(settings, event_store, retry_interval, metrics, open_tracer())
     except BaseException:
         await event_store.close()
         raise
@@ -723,9 +726,15 @@ async def bootstrap_bus_worker(
     sources = [open_source(source, group=f"{group}-{p.name}") for p in projections]
     read_store = await open_read_store(settings.read_store)
     positions = PositionTracker()
+    tracer = open_tracer()
     runners = [
         BusProjectionRunner(
-            projection, source=bus, read_store=read_store, codec=codec, positions=positions
+            projection,
+            source=bus,
+            read_store=read_store,
+            codec=codec,
+            positions=positions,
+            tracer=tracer,
         )
         for projection, bus in zip(projections, sources, strict=True)
     ]

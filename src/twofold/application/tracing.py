@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from twofold.records import RecordedEvent
 
 __all__ = [
     "TRACEPARENT",
@@ -29,12 +33,35 @@ __all__ = [
     "Span",
     "SpanKind",
     "Tracer",
+    "event_context",
+    "event_contexts",
 ]
 
 TRACEPARENT = "traceparent"
 """The event metadata key holding the W3C ``traceparent`` of the command that recorded it."""
 TRACESTATE = "tracestate"
 """The event metadata key holding the W3C ``tracestate`` (when the trace has one)."""
+
+_TRACEPARENT_BYTES = TRACEPARENT.encode()
+_metadata = msgspec.json.Decoder(dict[str, Any])
+
+
+def event_context(record: RecordedEvent) -> dict[str, str] | None:
+    """The trace context of the command that recorded ``record`` (a carrier for ``links=``),
+    or None when its metadata holds none."""
+    if _TRACEPARENT_BYTES not in record.metadata:
+        return None
+    try:
+        metadata = _metadata.decode(record.metadata)
+    except msgspec.DecodeError:
+        return None
+    return {k: v for k in (TRACEPARENT, TRACESTATE) if isinstance(v := metadata.get(k), str)}
+
+
+def event_contexts(records: Sequence[RecordedEvent]) -> list[dict[str, str]]:
+    """The trace contexts of ``records`` that carry one (for ``links=``)."""
+    return [c for c in map(event_context, records) if c]
+
 
 SpanKind = Literal["internal", "server", "client", "producer", "consumer"]
 AttributeValue = str | bool | int | float

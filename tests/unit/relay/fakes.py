@@ -12,6 +12,7 @@ from twofold.application.relay.errors import (
     PublishError,
 )
 from twofold.application.relay.message import BusMessage
+from twofold.application.relay.source import Delivery
 
 
 class FakePublisher:
@@ -73,3 +74,22 @@ class FakePublisher:
 
     async def close(self) -> None:
         self.closed += 1
+
+
+class FakeSource:
+    destination = "fake://broker/twofold"
+
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    async def open(self) -> None:
+        pass
+
+    async def receive(self, *, max_messages: int, timeout: float) -> list[Delivery]:
+        return []
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        self.acked.extend(d.message.sequence for d in deliveries)
+
+    async def close(self) -> None:
+        pass

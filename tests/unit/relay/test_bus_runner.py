@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests.unit.relay.fakes import FakeSource
 from tests.unit.relay.ledger import Ledger, ParkingLedger
 from twofold.adapters.sqlite.read_store import SQLiteReadStore
 from twofold.application.relay.errors import BrokerUnavailableError, MessageGapError
@@ -19,25 +20,6 @@ from twofold.application.views import ProjectionStatus
 from twofold.codec import Codec
 from twofold.errors import ProjectionStoppedError
 from twofold.records import RecordedEvent, uuid7
-
-
-class FakeSource:
-    destination = "fake://broker/twofold"
-
-    def __init__(self) -> None:
-        self.acked: list[int] = []
-
-    async def open(self) -> None:
-        pass
-
-    async def receive(self, *, max_messages: int, timeout: float) -> list[Delivery]:
-        return []
-
-    async def ack(self, deliveries: Sequence[Delivery]) -> None:
-        self.acked.extend(d.message.sequence for d in deliveries)
-
-    async def close(self) -> None:
-        pass
 
 
 class Log:

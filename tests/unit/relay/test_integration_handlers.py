@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
+from tests.unit.relay.fakes import FakeSource
 from tests.unit.relay.ledger import Deposited, Frozen
-from tests.unit.relay.test_bus_runner import FakeSource, Log
+from tests.unit.relay.test_bus_runner import Log
 from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.memory.relay_store import MemoryRelayStore
 from twofold.application.failure import Backoff

@@ -52,6 +52,7 @@ from twofold.application.relay.errors import (
 from twofold.application.relay.message import DEFAULT_SOURCE, BusMessage
 from twofold.application.relay.publisher import Publisher
 from twofold.application.relay.store import ParkedMessage, RelayStore
+from twofold.application.tracing import NoTracer, Tracer, event_contexts
 from twofold.records import RecordedEvent
 
 __all__ = ["Relay", "RelayState", "RelayStatus"]
@@ -119,6 +120,7 @@ class Relay:
         checkpoint_interval: float = 0.2,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("the relay's window must be 1 or more")
@@ -133,6 +135,7 @@ class Relay:
             failure_threshold=3, backoff=Backoff(initial=1.0, maximum=30.0)
         )
         self.checkpoint_interval = checkpoint_interval
+        self.tracer: Tracer = tracer if tracer is not None else NoTracer()
         self._clock = clock
         self.state = RelayState.STARTING
         self.last_error: str | None = None
@@ -300,7 +303,7 @@ class Relay:
                     if batch:
                         messages = [BusMessage(record=slot.record, sequence=slot.sequence or 0,
                                                source=self.source) for slot in batch]  # fmt: skip
-                        task = asyncio.create_task(self.publisher.publish_many(messages))
+                        task = asyncio.create_task(self._publish(messages))
                         tasks[task] = batch
                         in_flight += len(batch)
                         self._sent.inc(len(batch))
@@ -317,6 +320,29 @@ class Relay:
                 with contextlib.suppress(BaseException):
                     await pending
             self._in_flight = 0
+
+    async def _publish(self, messages: list[BusMessage]) -> list[PublishError | None]:
+        """Publish one batch, in a producer span linked to the commands that recorded it."""
+        if not self.tracer.enabled:
+            return await self.publisher.publish_many(messages)
+        records = [message.record for message in messages]
+        with self.tracer.span(
+            f"relay {self.destination} publish",
+            kind="producer",
+            attributes={
+                "messaging.destination.name": self.destination,
+                "messaging.operation.type": "send",
+                "messaging.batch.message_count": len(messages),
+                "twofold.position": records[-1].position,
+            },
+            links=event_contexts(records),
+        ) as span:
+            outcomes = await self.publisher.publish_many(messages)
+            failed = [outcome for outcome in outcomes if outcome is not None]
+            if failed:
+                span.set_attribute("twofold.failed_messages", len(failed))
+                span.record_error(failed[0])
+            return outcomes
 
     def _outcomes(
         self, task: asyncio.Task[list[PublishError | None]], slots: list[_Slot]

@@ -25,8 +25,10 @@ the event with every later event of its stream in the dead letters and goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from twofold.application.failure import Backoff
 from twofold.application.positions import PositionTracker
@@ -34,6 +36,7 @@ from twofold.application.projections import HandlerFailed, Projection
 from twofold.application.relay.errors import MessageGapError, PublishError
 from twofold.application.relay.message import BusMessage
 from twofold.application.relay.source import BusSource, Delivery
+from twofold.application.tracing import NoTracer, Tracer, event_contexts
 from twofold.application.views import (
     Collection,
     ProjectionState,
@@ -77,6 +80,7 @@ class BusProjectionRunner:
         positions: PositionTracker | None = None,
         receive_timeout: float = 1.0,
         backoff: Backoff | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if not projection.name:
             raise ValueError(f"{type(projection).__name__} needs a name")
@@ -88,6 +92,7 @@ class BusProjectionRunner:
         self.positions = positions if positions is not None else PositionTracker()
         self.receive_timeout = receive_timeout
         self.backoff = backoff or Backoff(initial=0.1, maximum=10.0)
+        self.tracer: Tracer = tracer if tracer is not None else NoTracer()
         self._handlers = projection.bind(codec)
         self._versions = versions_collection(self.name)
         self.collections = (*projection.collections, Collection(self._versions))
@@ -147,18 +152,37 @@ class BusProjectionRunner:
     async def process(self, deliveries: Sequence[Delivery]) -> None:
         """Apply one batch, then acknowledge it; raise MessageGapError on a gap."""
         messages = [d.message for d in deliveries]
-        while True:
-            try:
-                await self._process(messages)
-                break
-            except GenerationChangedError:
-                await self._adopt(await self.read_store.state(self.name))
+        with self._traced(messages):
+            while True:
+                try:
+                    await self._process(messages)
+                    break
+                except GenerationChangedError:
+                    await self._adopt(await self.read_store.state(self.name))
         if not self.stopped:
             try:
                 await self.source.ack(deliveries)
             except PublishError as exc:
                 # Applied but not acknowledged: delivered again later, and dropped then.
                 log.warning("bus projection %s could not acknowledge: %s", self.name, exc)
+
+    def _traced(self, messages: list[BusMessage]) -> contextlib.AbstractContextManager[Any]:
+        """A consumer span for applying ``messages``, linked to the commands that recorded
+        their events (the context the relay carried in ``ce_traceparent``)."""
+        if not self.tracer.enabled:
+            return contextlib.nullcontext()
+        records = [message.record for message in messages]
+        return self.tracer.span(
+            f"projection {self.name} apply",
+            kind="consumer",
+            attributes={
+                "twofold.projection": self.name,
+                "twofold.events": len(records),
+                "twofold.position": records[-1].position,
+                "messaging.operation.type": "process",
+            },
+            links=event_contexts(records),
+        )
 
     async def _process(self, messages: list[BusMessage]) -> None:
         pending = messages
