@@ -4,8 +4,8 @@ attempts (``RetryPolicy``), and a circuit breaker (``CircuitBreaker``).
 Who uses them: projections (a failing handler: ``handler_policy``; a failing store:
 ``STORE_RETRY`` in ``ProjectionRunner.supervise``, with a breaker whose state shows in
 ``/health``), the PostgreSQL LISTEN connections and checkpoint notifier when they
-reconnect (``RECONNECT``), the relay and its consumers (their own Backoff and breaker,
-same classes), the cache (a breaker).
+reconnect (``RECONNECT``), the relay and the bus consumers (``BROKER_RETRY``, and a
+breaker for the relay), integration handlers (``HANDLER_RETRY``), the cache (a breaker).
 
 Why our own and not stamina or tenacity: both are retry *decorators* around one call
 that is attempted again; what twofold retries are long-lived loops (a runner that must
@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 
 __all__ = [
+    "BROKER_RETRY",
+    "HANDLER_RETRY",
     "RECONNECT",
     "STORE_RETRY",
     "Backoff",
@@ -106,6 +108,12 @@ STORE_RETRY = RetryPolicy(Backoff(initial=0.5, maximum=30.0, jitter=0.5))
 """A store that fails (not a handler): tried again until it answers, 0.5 s doubling to 30 s."""
 RECONNECT = RetryPolicy(Backoff(initial=0.05, maximum=5.0, jitter=0.5))
 """A lost connection that only listens (LISTEN, notifications): reconnected until closed."""
+BROKER_RETRY = RetryPolicy(Backoff(initial=0.1, maximum=10.0, jitter=0.5))
+"""A broker that fails under the relay or a bus consumer: 0.1 s doubling to 10 s, no limit
+(the log is the queue: nothing is lost while it waits)."""
+HANDLER_RETRY = RetryPolicy(Backoff(initial=0.1, maximum=30.0, jitter=0.5))
+"""An integration handler that fails: 0.1 s doubling to 30 s, until it succeeds (its runner
+never goes past an event whose effect failed)."""
 
 
 def handler_policy(retries: int, retry_delay: float) -> RetryPolicy:

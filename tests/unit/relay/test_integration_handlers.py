@@ -11,7 +11,7 @@ from tests.unit.relay.ledger import Deposited, Frozen
 from tests.unit.relay.test_bus_runner import Log
 from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.memory.relay_store import MemoryRelayStore
-from twofold.application.failure import Backoff
+from twofold.application.failure import Backoff, RetryPolicy
 from twofold.application.relay.handlers import (
     BusHandlerRunner,
     HandlerContext,
@@ -55,7 +55,8 @@ async def test_log_handlers_run_once_per_event_in_order_and_resume_after_their_c
     done = asyncio.Event()
     runner = LogHandlerRunner(
         mailer(seen, done, count=5, fail_once=True),
-        event_store=events, store=store, codec=codec, backoff=Backoff(initial=0.001, maximum=0.001),
+        event_store=events, store=store, codec=codec,
+        policy=RetryPolicy(Backoff(initial=0.001, maximum=0.001)),
     )  # fmt: skip
     task = asyncio.create_task(runner.run())
     try:

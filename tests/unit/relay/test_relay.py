@@ -11,7 +11,7 @@ import pytest
 from tests.unit.relay.fakes import FakePublisher
 from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.memory.relay_store import MemoryRelayStore
-from twofold.application.failure import Backoff, BreakerState, CircuitBreaker
+from twofold.application.failure import Backoff, BreakerState, CircuitBreaker, RetryPolicy
 from twofold.application.relay.core import Relay, RelayState
 from twofold.application.relay.message import BusMessage
 from twofold.records import ANY
@@ -34,7 +34,7 @@ def fast_relay(
         publisher,
         store,
         window=window,
-        backoff=Backoff(initial=0.001, maximum=0.01),
+        policy=RetryPolicy(Backoff(initial=0.001, maximum=0.01)),
         breaker=CircuitBreaker(failure_threshold=2, backoff=Backoff(initial=0.001, maximum=0.01)),
         **extra,  # type: ignore[arg-type]
     )

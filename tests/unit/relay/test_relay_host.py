@@ -13,7 +13,7 @@ from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.memory.relay_store import MemoryRelayStore
 from twofold.adapters.prometheus import PrometheusMetrics
 from twofold.adapters.sqlite.relay_lease import FileRelayLease
-from twofold.application.failure import Backoff, CircuitBreaker
+from twofold.application.failure import Backoff, CircuitBreaker, RetryPolicy
 from twofold.application.metrics import Metrics
 from twofold.application.relay.core import Relay
 from twofold.application.relay.errors import RelayNotActiveError
@@ -41,7 +41,7 @@ def host_of(
             publisher,
             store,
             metrics=metrics,
-            backoff=Backoff(initial=0.001, maximum=0.01),
+            policy=RetryPolicy(Backoff(initial=0.001, maximum=0.01)),
             breaker=CircuitBreaker(
                 failure_threshold=2, backoff=Backoff(initial=0.001, maximum=0.01)
             ),
@@ -222,7 +222,7 @@ async def test_each_destination_has_its_own_relay_and_checkpoint() -> None:
                 events,
                 publisher,
                 store,
-                backoff=Backoff(initial=0.001, maximum=0.01),
+                policy=RetryPolicy(Backoff(initial=0.001, maximum=0.01)),
                 breaker=CircuitBreaker(
                     failure_threshold=2, backoff=Backoff(initial=0.001, maximum=0.01)
                 ),

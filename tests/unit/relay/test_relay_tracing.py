@@ -19,7 +19,7 @@ from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.memory.relay_store import MemoryRelayStore
 from twofold.adapters.otel import OpenTelemetryTracer
 from twofold.adapters.sqlite.read_store import SQLiteReadStore
-from twofold.application.failure import Backoff, CircuitBreaker
+from twofold.application.failure import Backoff, CircuitBreaker, RetryPolicy
 from twofold.application.relay.core import Relay
 from twofold.application.relay.message import decode_message
 from twofold.application.relay.remote import BusProjectionRunner
@@ -122,7 +122,7 @@ async def test_a_failed_publish_marks_its_span() -> None:
         publisher,
         MemoryRelayStore(),
         tracer=tracer,
-        backoff=Backoff(initial=0.001, maximum=0.01),
+        policy=RetryPolicy(Backoff(initial=0.001, maximum=0.01)),
         breaker=CircuitBreaker(failure_threshold=2, backoff=Backoff(initial=0.001, maximum=0.01)),
     )
     await publish_all(relay, events)  # the refused message parks; the others go on

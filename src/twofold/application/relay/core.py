@@ -41,7 +41,12 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from twofold.application.failure import Backoff, BreakerStatus, CircuitBreaker
+from twofold.application.failure import (
+    BROKER_RETRY,
+    BreakerStatus,
+    CircuitBreaker,
+    RetryPolicy,
+)
 from twofold.application.metrics import Metrics, NoMetrics
 from twofold.application.ports import EventStore
 from twofold.application.relay.errors import (
@@ -115,7 +120,7 @@ class Relay:
         *,
         source: str = DEFAULT_SOURCE,
         window: int = 256,
-        backoff: Backoff | None = None,
+        policy: RetryPolicy = BROKER_RETRY,
         breaker: CircuitBreaker | None = None,
         checkpoint_interval: float = 0.2,
         clock: Callable[[], float] = time.time,
@@ -130,10 +135,13 @@ class Relay:
         self.destination = publisher.destination
         self.source = source
         self.window = window
-        self.backoff = backoff or Backoff(initial=0.1, maximum=10.0)
-        self.breaker = breaker or CircuitBreaker(
-            failure_threshold=3, backoff=Backoff(initial=1.0, maximum=30.0)
-        )
+        self.policy = policy
+        """How the relay retries a broker that fails: its backoff (cap, jitter) between
+        tries, and its limit (None: until the broker is back; else the relay stops and
+        ``run()`` raises the broker's error once the retries are spent)."""
+        self.breaker = breaker or CircuitBreaker(failure_threshold=3)
+        self.retries = 0
+        """Retries since the relay last got a message acknowledged."""
         self.checkpoint_interval = checkpoint_interval
         self.tracer: Tracer = tracer if tracer is not None else NoTracer()
         self._clock = clock
@@ -197,7 +205,7 @@ class Relay:
         if self._running:
             raise RuntimeError(f"the relay to {self.destination} is running already")
         self._running = True
-        attempt = 0
+        self.retries = 0
         try:
             while True:
                 published = self.published
@@ -208,9 +216,18 @@ class Relay:
                 except PublishError as exc:
                     self.breaker.failure(exc)
                     self.last_error = str(exc)
+                    if self.published > published:
+                        self.retries = 0  # it got through since the last failure
+                    if self.policy.exhausted(self.retries):
+                        self.state = RelayState.STOPPED
+                        log.error(
+                            "relay to %s stops after %d retries: %s",
+                            self.destination, self.retries, exc,
+                        )  # fmt: skip
+                        raise
                     self.state = RelayState.RETRYING
-                    attempt = 0 if self.published > published else attempt + 1
-                    delay = max(self.breaker.retry_in(), self.backoff.delay(attempt))
+                    delay = max(self.breaker.retry_in(), self.policy.delay(self.retries))
+                    self.retries += 1
                     log.warning("relay to %s retries in %.2fs: %s", self.destination, delay, exc)
                     await self._serve_requests_while(delay)
         finally:

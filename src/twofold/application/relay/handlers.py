@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from twofold.application.failure import Backoff
+from twofold.application.failure import HANDLER_RETRY, RetryPolicy
 from twofold.application.ports import EventStore
 from twofold.application.relay.errors import PublishError
 from twofold.application.relay.source import BusSource
@@ -80,13 +80,13 @@ class IntegrationHandlers:
 
 
 class _Runner:
-    def __init__(
-        self, handlers: IntegrationHandlers, *, codec: Codec, backoff: Backoff | None
-    ) -> None:
+    def __init__(self, handlers: IntegrationHandlers, *, codec: Codec, policy: RetryPolicy) -> None:
         self.handlers = handlers
         self.name = handlers.name
         self.codec = codec
-        self.backoff = backoff or Backoff(initial=0.1, maximum=30.0)
+        self.policy = policy
+        """Retrying a failing handler (and a broker that fails to deliver). With a limit, the
+        runner stops once the retries are spent: ``run()`` raises the last error."""
         self._bound = handlers.bind(codec)
         self.handled = 0
         self.failures = 0
@@ -106,7 +106,9 @@ class _Runner:
                     break
                 except Exception as exc:
                     self.failures += 1
-                    delay = self.backoff.delay(attempt)
+                    if self.policy.exhausted(attempt):
+                        raise
+                    delay = self.policy.delay(attempt)
                     attempt += 1
                     log.warning(
                         "handler %s of %s failed on position %d (%s: %s); again in %.2fs",
@@ -128,9 +130,9 @@ class LogHandlerRunner(_Runner):
         event_store: EventStore,
         store: RelayStore,
         codec: Codec,
-        backoff: Backoff | None = None,
+        policy: RetryPolicy = HANDLER_RETRY,
     ) -> None:
-        super().__init__(handlers, codec=codec, backoff=backoff)
+        super().__init__(handlers, codec=codec, policy=policy)
         self.event_store = event_store
         self.store = store
         self.key = f"handlers:{self.name}"
@@ -154,11 +156,11 @@ class BusHandlerRunner(_Runner):
         *,
         source: BusSource,
         codec: Codec,
-        backoff: Backoff | None = None,
+        policy: RetryPolicy = HANDLER_RETRY,
         batch_size: int = 100,
         receive_timeout: float = 1.0,
     ) -> None:
-        super().__init__(handlers, codec=codec, backoff=backoff)
+        super().__init__(handlers, codec=codec, policy=policy)
         self.source = source
         self.batch_size = batch_size
         self.receive_timeout = receive_timeout
@@ -172,7 +174,9 @@ class BusHandlerRunner(_Runner):
                 )
                 attempt = 0
             except PublishError as exc:
-                delay = self.backoff.delay(attempt)
+                if self.policy.exhausted(attempt):
+                    raise
+                delay = self.policy.delay(attempt)
                 attempt += 1
                 log.warning("handlers %s: %s; again in %.2fs", self.name, exc, delay)
                 await asyncio.sleep(delay)

@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twofold.application.failure import Backoff
+from twofold.application.failure import BROKER_RETRY, RetryPolicy, handler_policy
 from twofold.application.positions import PositionTracker
 from twofold.application.projections import HandlerFailed, Projection
 from twofold.application.relay.errors import MessageGapError, PublishError
@@ -79,7 +79,7 @@ class BusProjectionRunner:
         codec: Codec,
         positions: PositionTracker | None = None,
         receive_timeout: float = 1.0,
-        backoff: Backoff | None = None,
+        policy: RetryPolicy = BROKER_RETRY,
         tracer: Tracer | None = None,
     ) -> None:
         if not projection.name:
@@ -91,7 +91,10 @@ class BusProjectionRunner:
         self.codec = codec
         self.positions = positions if positions is not None else PositionTracker()
         self.receive_timeout = receive_timeout
-        self.backoff = backoff or Backoff(initial=0.1, maximum=10.0)
+        self.policy = policy
+        """Retrying a broker that fails to deliver (a limit: ``run()`` raises its error once
+        the retries are spent); a failing handler follows the projection's own policy."""
+        self._handler_policy = handler_policy(projection.retries, projection.retry_delay)
         self.tracer: Tracer = tracer if tracer is not None else NoTracer()
         self._handlers = projection.bind(codec)
         self._versions = versions_collection(self.name)
@@ -139,7 +142,9 @@ class BusProjectionRunner:
                 )
                 attempt = 0
             except PublishError as exc:
-                delay = self.backoff.delay(attempt)
+                if self.policy.exhausted(attempt):
+                    raise
+                delay = self.policy.delay(attempt)
                 attempt += 1
                 log.warning("bus projection %s: %s; again in %.2fs", self.name, exc, delay)
                 await asyncio.sleep(delay)
@@ -266,8 +271,11 @@ class BusProjectionRunner:
     async def _retry(self, message: BusMessage, failed: HandlerFailed) -> bool:
         """Retry one failing event with backoff; then apply the policy. True: go on."""
         error: BaseException = failed.error
-        for attempt in range(self.projection.retries):
-            await asyncio.sleep(self.projection.retry_delay * (2**attempt))
+        policy = self._handler_policy
+        attempt = 0
+        while not policy.exhausted(attempt):
+            await asyncio.sleep(policy.delay(attempt))
+            attempt += 1
             try:
                 await self._commit([message])
                 return True
