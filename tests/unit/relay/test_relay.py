@@ -13,6 +13,7 @@ from twofold.adapters.memory.event_store import InMemoryEventStore
 from twofold.adapters.memory.relay_store import MemoryRelayStore
 from twofold.application.failure import Backoff, BreakerState, CircuitBreaker, RetryPolicy
 from twofold.application.relay.core import Relay, RelayState
+from twofold.application.relay.errors import BrokerUnavailableError
 from twofold.application.relay.message import BusMessage
 from twofold.records import ANY
 from twofold.testing.event_store_contract import new_event
@@ -300,3 +301,47 @@ async def test_a_relay_started_while_the_broker_is_down_waits_for_it_and_loses_n
         publisher.down = False
         await caught_up(relay, events)
     assert sorted(m.sequence for m in first_copies(publisher.held)) == list(range(1, 7))
+
+
+class TimedRelay(Relay):
+    """Notes each delay the relay waits between tries, and only yields instead."""
+
+    waits: list[float]
+
+    async def _serve_requests_while(self, delay: float) -> None:
+        self.waits.append(delay)
+        await asyncio.sleep(0)  # let the test run between tries
+
+
+async def test_the_retry_policy_sets_the_relays_cap_jitter_and_limit() -> None:
+    events, publisher, store = InMemoryEventStore(), FakePublisher(), MemoryRelayStore()
+    await write(events, ["a"], 2)
+    publisher.down = True
+    policy = RetryPolicy(Backoff(initial=0.001, maximum=0.004, jitter=0.5), attempts=5)
+    # A breaker that never opens: the delays are the policy's alone.
+    relay = TimedRelay(
+        events, publisher, store, policy=policy, breaker=CircuitBreaker(failure_threshold=100)
+    )
+    relay.waits = []
+    with pytest.raises(BrokerUnavailableError, match="connection refused"):
+        await asyncio.wait_for(relay.run(), DEADLINE)
+    assert relay.state is RelayState.STOPPED
+    # Five retries (the limit), then the sixth failure stops it; doubling, capped at 4 ms,
+    # each spread by jitter into [half, all] of its ceiling.
+    ceilings = [0.001, 0.002, 0.004, 0.004, 0.004]
+    assert len(relay.waits) == len(ceilings) == relay.retries
+    for waited, ceiling in zip(relay.waits, ceilings, strict=True):
+        assert ceiling * 0.5 <= waited <= ceiling
+    assert publisher.opened == 0 and (await relay.status()).checkpoint == 0
+
+    # Without a limit (the default, BROKER_RETRY) it keeps trying until the broker is back.
+    forever = TimedRelay(events, publisher, MemoryRelayStore())
+    forever.waits = []
+    assert forever.policy.attempts is None
+    async with running(forever):
+        while len(forever.waits) < 10:
+            publisher.failed.clear()
+            await asyncio.wait_for(publisher.failed.wait(), DEADLINE)
+        publisher.down = False
+        await caught_up(forever, events)
+    assert forever.state is RelayState.RUNNING
