@@ -72,6 +72,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     env = environment(
         TWOFOLD_EVENT_STORE=f"sqlite:///{events}",
         TWOFOLD_READ_STORE=f"sqlite:///{tmp_path}/views.db",
+        TWOFOLD_VERIFY_INTERVAL="0.5",  # the worker running the projections verifies them
     )
     with serving(["--workers", "2"], cwd=tmp_path, env=env) as (url, _):
         yield url, events
@@ -152,6 +153,19 @@ def test_metrics_add_up_both_workers(two_workers: tuple[str, Path]) -> None:
                 == 1
             )
             assert value(samples, "twofold_projection_batch_events_sum", projection="users") == 3
+
+        for pid, client in clients.items():
+            # The scheduled verification's result, whichever worker made it and answers.
+            samples = scrape_until(
+                client,
+                lambda s: (
+                    value(s, "twofold_verify_runs_total", result="clean") >= 1
+                    and value(s, "twofold_verify_last_run_timestamp_seconds") > 0
+                ),
+            )
+            assert value(samples, "twofold_verify_runs_total", result="divergent") == 0, pid
+            assert value(samples, "twofold_verify_consistent", projection="users") == 1
+            assert value(samples, "twofold_verify_divergent_documents", projection="users") == 0
 
 
 @pytest.mark.slow

@@ -141,6 +141,8 @@ class ProjectionRunner:
         # rebuild fills its own copy).
         self._parked: dict[int, set[str]] = {}
         self._park_errors: dict[int, str] = {}
+        self._scratch: set[int] = set()
+        """Generations replayed only to be compared (verify): not measured, not traced."""
         self._started = False
         self._resumed = asyncio.Event()  # a rebuild ended a stop or a refusal
         self.paused = False
@@ -517,7 +519,8 @@ class ProjectionRunner:
         if live:  # a rebuild's copy serves nobody: only the active copy's commits count
             apply, touched = recording(apply)
         started = time.perf_counter()
-        with self._traced(records):
+        scratch = generation in self._scratch
+        with contextlib.nullcontext() if scratch else self._traced(records):
             await self.read_store.commit_batch(
                 self.name,
                 generation,
@@ -526,10 +529,11 @@ class ProjectionRunner:
                 last_event_at=last.recorded_at,
                 parked=to_park,
             )
-        self._apply_duration.observe(time.perf_counter() - started)
-        self._batch_size.observe(len(records))
-        if to_park:
-            self._parkings.inc(len(to_park))
+        if not scratch:  # a verify's replay is not the projection's work
+            self._apply_duration.observe(time.perf_counter() - started)
+            self._batch_size.observe(len(records))
+            if to_park:
+                self._parkings.inc(len(to_park))
         self.breaker.success()  # the stores answer
         if generation == self.generation:
             after = self.checkpoint
@@ -709,6 +713,7 @@ class ProjectionRunner:
         document. Raises GenerationChangedError when a switch drops it meanwhile."""
         generation = await self.read_store.begin_rebuild(self.name, self.projection.collections)
         self._parked[generation] = set()
+        self._scratch.add(generation)
         try:
             await self.read_store.bind_event_store(
                 self.name, generation, await self.event_store.identity()
@@ -728,6 +733,7 @@ class ProjectionRunner:
         finally:
             self._parked.pop(generation, None)
             self._park_errors.pop(generation, None)
+            self._scratch.discard(generation)
             await self.read_store.drop_copy(self.name, generation)
 
     async def refresh(self) -> None:
