@@ -67,12 +67,12 @@ async def _call(app: Any, method: str, path: str, body: bytes = b"", query: byte
 
 async def _measure(variant: str, requests: int, work: Path) -> dict[str, float]:
     """In this process: build the app as ``variant`` says; CPU µs per request per route."""
-    import twofold.bootstrap  # noqa: F401  (the module, not the function twofold exports)
+    import twofold.bootstrap.app  # noqa: F401  (the module whose bootstrap() opens the metrics)
 
     if variant == "unmeasured":
         from twofold.application.metrics import NoMetrics
 
-        sys.modules["twofold.bootstrap"].open_metrics = NoMetrics  # type: ignore[attr-defined]
+        sys.modules["twofold.bootstrap.app"].open_metrics = NoMetrics  # type: ignore[attr-defined]
     from twofold import Settings
     from twofold.examples.shop.http import api
 
