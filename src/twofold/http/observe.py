@@ -11,7 +11,8 @@ projections lag, not what is in it, but it is still guarded like the admin route
   same rule as for the admin API.
 
 ``ObserveRequests`` (ASGI middleware, inside twofold's stack so it sees every request)
-records ``http_server_request_duration_seconds`` by method, route template and status
+sets the request's ids (``twofold.http.request_ids``), records
+``http_server_request_duration_seconds`` by method, route template and status
 (OpenTelemetry's ``http.server.request.duration``, named the Prometheus way) and opens the
 request's server span, continuing a trace the client sent (W3C ``traceparent`` header).
 """
@@ -30,6 +31,7 @@ from twofold.application.metrics import HistogramChild, Metrics
 from twofold.application.tracing import AttributeValue, Tracer
 from twofold.http.endpoints import Runtime
 from twofold.http.problems import ProblemError, problem
+from twofold.http.request_ids import release_ids, take_ids
 
 __all__ = ["METRICS_SCOPE", "ObserveRequests", "RequestMeasures", "metrics_endpoint"]
 
@@ -104,34 +106,40 @@ class RequestMeasures:
 
 
 class ObserveRequests:
-    """ASGI middleware: times every HTTP request and opens its span (see the module doc)."""
+    """ASGI middleware: the request's ids (``twofold.http.request_ids``: set for its
+    handling, ``X-Request-Id`` echoed), its duration and its span (see the module doc)."""
 
     def __init__(self, app: ASGIApp, runtime: Any) -> None:
         self.app = app
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        measures: RequestMeasures | None = getattr(self.runtime, "measures", None)
-        if scope["type"] != "http" or measures is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        measures: RequestMeasures | None = getattr(self.runtime, "measures", None)
         started = time.perf_counter()
-        method = scope["method"] if scope["method"] in _METHODS else "_OTHER"
+        echoed, tokens = take_ids(scope)
         status = 500  # unless an answer starts
 
         async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", echoed)]
             await send(message)
 
         try:
-            if measures.tracer.enabled:
+            if measures is not None and measures.tracer.enabled:
+                method = scope["method"] if scope["method"] in _METHODS else "_OTHER"
                 await self._traced(measures.tracer, scope, receive, send_status, method)
             else:
                 await self.app(scope, receive, send_status)
         finally:
-            measures.observe(method, _route(scope), status, time.perf_counter() - started)
+            release_ids(tokens)
+            if measures is not None:
+                method = scope["method"] if scope["method"] in _METHODS else "_OTHER"
+                measures.observe(method, _route(scope), status, time.perf_counter() - started)
 
     async def _traced(
         self, tracer: Tracer, scope: Scope, receive: Receive, send: Send, method: str

@@ -45,7 +45,6 @@ from twofold.http.health import check_health, check_ready, liveness
 from twofold.http.observe import ObserveRequests, RequestMeasures, metrics_endpoint
 from twofold.http.openapi import openapi_document
 from twofold.http.problems import PROBLEM_JSON, ProblemError, encode_problem, problem
-from twofold.http.request_ids import RequestIds
 
 __all__ = ["TwofoldRuntime", "build_asgi"]
 
@@ -190,7 +189,6 @@ class TwofoldApp(Starlette):
         app: ASGIApp = _RouteTable(self._by_path, inner)
         outer = [
             Middleware(ServerErrorMiddleware, handler=error_handler, debug=self.debug),
-            Middleware(RequestIds),
             Middleware(ObserveRequests, runtime=self._runtime),
             *self.user_middleware,
         ]
