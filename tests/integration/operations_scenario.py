@@ -7,7 +7,8 @@ Backend-neutral: the SQLite and PostgreSQL tests build the two Apps and call the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar, Literal
 
 from twofold import (
@@ -17,7 +18,9 @@ from twofold import (
     Projection,
     ProjectionStatus,
     Service,
+    Settings,
     ViewTransaction,
+    bootstrap,
     when,
 )
 from twofold.records import ANY
@@ -234,3 +237,43 @@ async def release_after_a_switch_elsewhere(server: App, operator: App) -> None:
     later = await note(server, "a", "later")
     await applied(operator, later)
     assert await operator.read_store.get("notes", "a") == {"text": "later", "count": 2}
+
+
+Scenario = Callable[[App, App], Awaitable[None]]
+
+SCENARIOS: list[Scenario] = [
+    pause_and_resume,
+    retry_and_skip,
+    rebuild_while_serving,
+    reset_while_serving,
+    verify_finds_divergence,
+    release_after_a_switch_elsewhere,
+]
+"""Every scenario, for each backend's test to run."""
+
+
+@contextlib.asynccontextmanager
+async def server_and_operator(events: str, views: str) -> AsyncIterator[tuple[App, App]]:
+    """Two Apps over the same stores: the server runs the projection (once it holds its
+    lock or lease), the operator runs none, as the command line does."""
+    Notes.broken = set()
+    server = await bootstrap(
+        NOTES, Settings(event_store=events, read_store=views), retry_interval=0.05
+    )
+    await server.start()
+    operator = await bootstrap(
+        NOTES, Settings(event_store=events, read_store=views, projections="off")
+    )
+    try:
+        await operator.start()
+
+        async def leased() -> bool:
+            return server.runs_projections
+
+        await until(leased, "the server takes the projection's lock or lease")
+        assert not operator.runs_projections
+        yield server, operator
+    finally:
+        await operator.close()
+        await server.close()
+        Notes.broken = set()
