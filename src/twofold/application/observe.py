@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from twofold.application.commands import CommandEnvelope, CommandResult, Next
 from twofold.application.metrics import HistogramChild, Metrics, Scrape
 from twofold.application.ports import EventStore
+from twofold.application.positions import lag_behind
 from twofold.application.runner import foreign_views
 from twofold.application.tracing import TRACEPARENT, Tracer
 from twofold.application.views import ProjectionStatus, ReadStore
@@ -111,15 +112,9 @@ class ProjectionGauges:
             status = state.status
             if foreign_views(state.event_store, identity, state.checkpoint, head) is not None:
                 status = ProjectionStatus.REFUSED
-            lag_events = max(0, head - state.checkpoint)
-            lag_seconds = 0.0
-            if lag_events:
-                oldest = await self.event_store.read_all(after=state.checkpoint, limit=1)
-                if oldest:
-                    recorded = oldest[0].recorded_at
-                    if recorded.tzinfo is None:
-                        recorded = recorded.replace(tzinfo=UTC)
-                    lag_seconds = max(0.0, (now - recorded).total_seconds())
+            lag_events, lag_seconds = await lag_behind(
+                self.event_store, state.checkpoint, head, now
+            )
             scrape.gauge(
                 "twofold_projection_position",
                 "The last log position the projection's views reflect (its checkpoint).",

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from twofold.application.metrics import Metrics
+from twofold.application.positions import lag_behind
 from twofold.application.runner import ProjectionRunner, foreign_views
 from twofold.application.verify import VerifyReport, verify_projection
 from twofold.application.views import DeadLetter, ProjectionStatus
@@ -159,15 +160,8 @@ class Operations:
             if state.name not in app.runners:
                 continue  # bookkeeping of a projection this service no longer declares
             inline = app.positions.is_inline(state.name)
-            lag_events = max(0, head - state.checkpoint)
-            lag_seconds = 0.0
-            if lag_events:
-                oldest = await app.event_store.read_all(after=state.checkpoint, limit=1)
-                if oldest:
-                    recorded = oldest[0].recorded_at
-                    if recorded.tzinfo is None:
-                        recorded = recorded.replace(tzinfo=UTC)
-                    lag_seconds = round(max(0.0, (now - recorded).total_seconds()), 3)
+            lag_events, waited = await lag_behind(app.event_store, state.checkpoint, head, now)
+            lag_seconds = round(waited, 3)
             status: ReportStatus = state.status.value
             error = state.error
             level: Level = "UP"

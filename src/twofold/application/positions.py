@@ -18,10 +18,15 @@ import asyncio
 import heapq
 import itertools
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from twofold.errors import ConsistencyTimeoutError, ProjectionError
 
-__all__ = ["PositionTracker"]
+if TYPE_CHECKING:
+    from twofold.application.ports import EventStore
+
+__all__ = ["PositionTracker", "lag_behind"]
 
 
 class PositionTracker:
@@ -122,3 +127,21 @@ class PositionTracker:
             kept = [w for w in waiters if not w[2].done()]
             heapq.heapify(kept)
             self._waiters[projection] = kept
+
+
+async def lag_behind(
+    event_store: EventStore, checkpoint: int, head: int, now: datetime
+) -> tuple[int, float]:
+    """How far a reader at ``checkpoint`` is behind ``head``: the events after it, and
+    how long the oldest of them has waited at ``now`` (seed 004's sync delay; 0 when
+    caught up). One read of the log, only when there is lag."""
+    events = max(0, head - checkpoint)
+    if not events:
+        return 0, 0.0
+    oldest = await event_store.read_all(after=checkpoint, limit=1)
+    if not oldest:
+        return events, 0.0
+    recorded = oldest[0].recorded_at
+    if recorded.tzinfo is None:
+        recorded = recorded.replace(tzinfo=UTC)
+    return events, max(0.0, (now - recorded).total_seconds())
